@@ -1,0 +1,92 @@
+"""Session settings, loaded from YAML files in configs/ (data, not code)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import StreamcodecError
+from .structure.coder import StructureConfig
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+
+
+class ConfigError(StreamcodecError):
+    pass
+
+
+@dataclass(frozen=True)
+class KeyframeConfig:
+    codec: str = "av1"
+    max_bytes: int = 3000
+
+
+@dataclass(frozen=True)
+class TextureConfig:
+    check_interval: int = 5
+    drift_threshold: float = 12.0
+
+
+@dataclass(frozen=True)
+class RefreshConfig:
+    check_interval: int = 5
+    min_interval: int = 75
+    psnr_drop_db: float = 5.0
+    max_face_lost: int = 12
+    scene_cut: float = 40.0
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    size: int = 256
+    fps: float = 25.0
+    backend: str = "mediapipe478"
+    intra_period: int = 50
+    structure: StructureConfig = field(default_factory=StructureConfig)
+    keyframe: KeyframeConfig = field(default_factory=KeyframeConfig)
+    texture: TextureConfig = field(default_factory=TextureConfig)
+    refresh: RefreshConfig = field(default_factory=RefreshConfig)
+    decoder: str = "warp"
+
+    def with_overrides(self, **kw: Any) -> "SessionConfig":
+        return replace(self, **kw)
+
+
+def _build(cls, data: dict[str, Any], where: str):
+    names = {f.name for f in fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"{where}: unknown settings {sorted(unknown)}")
+    return cls(**data)
+
+
+def load_config(path: str | Path | None = None) -> SessionConfig:
+    path = Path(path) if path else DEFAULT_CONFIG
+    if not path.exists():
+        return SessionConfig()
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    raw = dict(raw)
+    st = dict(raw.pop("structure", {}) or {})
+    backend = st.pop("backend", "mediapipe478")
+    intra = st.pop("intra_period", 50)
+    return SessionConfig(
+        size=int(raw.pop("size", 256)), fps=float(raw.pop("fps", 25)), backend=backend, intra_period=int(intra),
+        structure=_build(StructureConfig, st, f"{path}: structure"),
+        keyframe=_build(KeyframeConfig, raw.pop("keyframe", {}) or {}, f"{path}: keyframe"),
+        texture=_build(TextureConfig, raw.pop("texture", {}) or {}, f"{path}: texture"),
+        refresh=_build(RefreshConfig, raw.pop("refresh", {}) or {}, f"{path}: refresh"),
+        decoder=str(raw.pop("decoder", "warp")),
+        **_check_empty(raw, path),
+    )
+
+
+def _check_empty(raw: dict, path: Path) -> dict:
+    if raw:
+        raise ConfigError(f"{path}: unknown settings {sorted(raw)}")
+    return {}

@@ -1,0 +1,180 @@
+"""Decoder v1: piecewise-affine warp of the reference driven by the landmarks.
+
+The mesh covers the whole frame: face landmarks, two rings of anchors
+extrapolated from the face contour (forehead/hair, ears, neck) that follow the
+head less the further out and the lower they are, and fixed frame-border
+points so the background stays put.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.spatial import Delaunay
+
+from ..structure.landmarks import FaceLayout
+from ..texture import RegionStats, region_masks
+from .base import Reference
+
+RINGS = (1.3, 1.8)
+_YCC2RGB = np.array([[1.0, 0.0, 1.402], [1.0, -0.344136, -0.714136], [1.0, 1.772, 0.0]])
+
+
+def _border_points(size: int, per_side: int = 6) -> np.ndarray:
+    s = np.linspace(0, size - 1, per_side)
+    e0, e1 = np.zeros_like(s), np.full_like(s, size - 1)
+    pts = np.concatenate([np.stack([s, e0], 1), np.stack([s, e1], 1), np.stack([e0, s], 1), np.stack([e1, s], 1)])
+    return np.unique(pts, axis=0).astype(np.float32)
+
+
+class WarpSynthesizer:
+    name = "warp"
+
+    def __init__(self, mouth_colour: tuple[int, int, int] = (70, 30, 35)) -> None:
+        self._default_mouth = np.array(mouth_colour, np.float32)
+        self.ref: Reference | None = None
+
+    # -- anchors ------------------------------------------------------------
+    def _ring_weights(self, oval: np.ndarray) -> np.ndarray:
+        c = oval.mean(0)
+        down = oval[np.argmax(oval[:, 1])] - oval[np.argmin(oval[:, 1])]
+        down /= np.linalg.norm(down) + 1e-6
+        d = (oval - c) @ down / (np.linalg.norm(oval - c, axis=1) + 1e-6)
+        low = np.clip(d, 0, 1)
+        return np.stack([1.0 - 0.45 * low, 0.8 - 0.6 * low])  # (rings, points)
+
+    def _anchors(self, lm: np.ndarray) -> np.ndarray:
+        oval = lm[self._oval]
+        c = oval.mean(0)
+        rings = [c + k * (oval - c) for k in RINGS]
+        if self.ref is None or self._ref_rings is None:
+            return np.concatenate(rings)
+        w = self._w[..., None]
+        moved = [w[i] * rings[i] + (1 - w[i]) * self._ref_rings[i] for i in range(len(RINGS))]
+        return np.concatenate(moved)
+
+    # -- reference ----------------------------------------------------------
+    def set_reference(self, ref: Reference, layout: FaceLayout) -> None:
+        self.layout = layout
+        self._oval = list(layout.oval)
+        self.size = ref.image.shape[0]
+        self.ref = None
+        self._ref_rings = None
+        oval = ref.landmarks[self._oval]
+        c = oval.mean(0)
+        self._ref_rings = [c + k * (oval - c) for k in RINGS]
+        self._w = self._ring_weights(oval)
+        self._border = _border_points(self.size)
+        self._ref_pts = self._all_points(ref.landmarks)
+        self.ref = ref
+        self._tri = Delaunay(self._ref_pts).simplices.astype(np.int32)
+        self._ref_img = ref.image
+        self._ref_person = None if ref.person is None else ref.person.astype(np.float32)
+        inner = ref.landmarks[list(layout.inner_lips)]
+        self._ref_mouth_area = float(cv2.contourArea(inner.astype(np.float32)))
+        self._ygrid, self._xgrid = np.mgrid[0:self.size, 0:self.size].astype(np.float32)
+        self.last_person: np.ndarray | None = None
+
+    def _all_points(self, lm: np.ndarray) -> np.ndarray:
+        anchors = self._anchors(lm)
+        if self.ref is None:
+            # Anchors outside the frame would fold against the border points: keep those inside.
+            self._keep = ((anchors >= 2) & (anchors <= self.size - 3)).all(1)
+        anchors = np.clip(anchors[self._keep], 1, self.size - 2)
+        return np.concatenate([lm.astype(np.float32), anchors.astype(np.float32), self._border])
+
+    # -- warp ---------------------------------------------------------------
+    def _maps(self, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        src, dst = self._ref_pts[self._tri], cur[self._tri]  # (T, 3, 2)
+        # Affine dst -> src per triangle: solve [dst 1] A = src.
+        D = np.concatenate([dst, np.ones((len(dst), 3, 1), np.float32)], 2)
+        det = np.linalg.det(D)
+        ok = np.abs(det) > 1e-3
+        A = np.zeros((len(D), 3, 2), np.float32)
+        A[ok] = np.linalg.solve(D[ok], src[ok])
+        ids = np.zeros((self.size, self.size), np.int32)
+        # Triangles drawn largest-area last lose to nothing in particular; order by depth proxy:
+        # face triangles (all landmark vertices) after anchors so the face wins fold-overs.
+        order = self._draw_order
+        pts = np.round(dst * 16).astype(np.int32)
+        for t in order:
+            if ok[t]:
+                cv2.fillConvexPoly(ids, pts[t], int(t) + 1, lineType=cv2.LINE_8, shift=4)
+        ids -= 1
+        ids[ids < 0] = int(np.argmax(ok))
+        # Six 1-D gathers beat one gather of (H, W, 3, 2) blocks by 3x.
+        At = np.ascontiguousarray(A.reshape(-1, 6).T)
+        c = [np.take(At[k], ids) for k in range(6)]
+        mx = c[0] * self._xgrid
+        mx += c[2] * self._ygrid
+        mx += c[4]
+        my = c[1] * self._xgrid
+        my += c[3] * self._ygrid
+        my += c[5]
+        return mx, my
+
+    @property
+    def _draw_order(self) -> np.ndarray:
+        if not hasattr(self, "_order") or self._order_for is not self._tri:
+            n_lm = self.ref.landmarks.shape[0]
+            face = (self._tri < n_lm).all(1)
+            self._order = np.concatenate([np.flatnonzero(~face), np.flatnonzero(face)])
+            self._order_for = self._tri
+        return self._order
+
+    def synthesize(self, landmarks: np.ndarray, texture: RegionStats | None) -> np.ndarray:
+        if self.ref is None:
+            raise RuntimeError("synthesize() before set_reference()")
+        cur = self._all_points(landmarks)
+        mx, my = self._maps(cur)
+        out = cv2.remap(self._ref_img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        person = None
+        if self._ref_person is not None:
+            person = (cv2.remap(self._ref_person, mx, my, cv2.INTER_LINEAR) > 0.5).astype(np.uint8)
+        self.last_person = person
+        out = self._fill_mouth(out, landmarks, texture)
+        if texture:
+            out = self._correct_colour(out, landmarks, person, texture)
+        return out
+
+    # -- texture-driven corrections -----------------------------------------
+    def _fill_mouth(self, img: np.ndarray, lm: np.ndarray, texture: RegionStats | None) -> np.ndarray:
+        """Paint the mouth interior where the mouth opened wider than in the reference."""
+        inner = lm[list(self.layout.inner_lips)].astype(np.float32)
+        area = float(cv2.contourArea(inner))
+        if area < 6.0 or area <= self._ref_mouth_area * 1.15:
+            return img
+        alpha = float(np.clip(1.0 - self._ref_mouth_area / area, 0.0, 0.9))
+        colour = self._default_mouth
+        if texture and "mouth" in texture:
+            colour = np.clip(_YCC2RGB @ (texture["mouth"] - np.array([0, 128, 128])), 0, 255).astype(np.float32)
+        x0, y0 = np.floor(inner.min(0)).astype(int) - 3
+        x1, y1 = np.ceil(inner.max(0)).astype(int) + 4
+        x0, y0 = max(x0, 0), max(y0, 0)
+        x1, y1 = min(x1, self.size), min(y1, self.size)
+        if x1 <= x0 or y1 <= y0:
+            return img
+        m = np.zeros((y1 - y0, x1 - x0), np.float32)
+        cv2.fillPoly(m, [np.round((inner - [x0, y0]) * 16).astype(np.int32)], 1.0, shift=4)
+        m = cv2.GaussianBlur(m, (0, 0), 1.0)[..., None] * alpha
+        # Darker towards the centre: a mouth interior is lit from the front only.
+        patch = img[y0:y1, x0:x1].astype(np.float32)
+        out = img.copy()
+        out[y0:y1, x0:x1] = np.clip(patch * (1 - m) + colour * m, 0, 255).astype(np.uint8)
+        return out
+
+    def _correct_colour(self, img: np.ndarray, lm: np.ndarray, person: np.ndarray | None,
+                        texture: RegionStats) -> np.ndarray:
+        offsets = {r: texture[r] - self.ref.stats[r] for r in texture if r in self.ref.stats and r != "mouth"}
+        offsets = {r: v for r, v in offsets.items() if np.abs(v).max() >= 1.0}
+        if not offsets:
+            return img
+        scale = 0.25
+        masks = region_masks(lm, self.layout, None if person is None else person, self.size, scale)
+        n = masks["skin"].shape[0]
+        field = np.zeros((n, n, 3), np.float32)
+        for r, v in offsets.items():
+            field += masks[r][..., None].astype(np.float32) * (_YCC2RGB @ v).astype(np.float32)
+        field = cv2.GaussianBlur(field, (0, 0), 1.5)
+        field = cv2.resize(field, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+        return np.clip(img.astype(np.float32) + field, 0, 255).astype(np.uint8)

@@ -1,0 +1,157 @@
+"""LPIPS v0.1 (Zhang et al. 2018) in plain torch, without torchvision.
+
+The backbones mirror torchvision's ``alexnet().features`` / ``vgg16().features``
+index for index, so the converted weights load by name; see ``weights.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from .weights import ensure_lpips_weights
+
+# The lpips package's ScalingLayer: maps [-1, 1] input to roughly the ImageNet
+# normalisation the backbones were trained with.
+_SHIFT = (-0.030, -0.088, -0.188)
+_SCALE = (0.458, 0.448, 0.450)
+_EPS = 1e-10
+
+# Indices in ``features`` whose ReLU outputs LPIPS compares.
+_TAPS: dict[str, tuple[int, ...]] = {
+    "alex": (1, 4, 7, 9, 11),
+    "vgg": (3, 8, 15, 22, 29),
+}
+_CHANNELS: dict[str, tuple[int, ...]] = {
+    "alex": (64, 192, 384, 256, 256),
+    "vgg": (64, 128, 256, 512, 512),
+}
+_VGG_CFG: tuple[int | str, ...] = (
+    64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512,
+)
+
+
+def _alexnet_features() -> nn.Sequential:
+    # torchvision's trailing maxpool (index 12) is omitted: nothing taps it.
+    return nn.Sequential(
+        nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(),
+    )
+
+
+def _vgg16_features() -> nn.Sequential:
+    layers: list[nn.Module] = []
+    in_ch = 3
+    for v in _VGG_CFG:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            assert isinstance(v, int)
+            layers += [nn.Conv2d(in_ch, v, 3, padding=1), nn.ReLU()]
+            in_ch = v
+    return nn.Sequential(*layers)
+
+
+def _unit_normalize(x: torch.Tensor) -> torch.Tensor:
+    return x / (torch.sqrt(torch.sum(x * x, dim=1, keepdim=True)) + _EPS)
+
+
+class LPIPSNet(nn.Module):
+    """The torch module; ``LPIPS`` wraps it for numpy uint8 images."""
+
+    def __init__(self, net: str) -> None:
+        super().__init__()
+        if net not in _TAPS:
+            raise ValueError(f"unknown LPIPS net {net!r}; expected 'alex' or 'vgg'")
+        self.taps = _TAPS[net]
+        self.features = _alexnet_features() if net == "alex" else _vgg16_features()
+        # Dropout precedes each linear layer in lpips but is inert in eval.
+        self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in _CHANNELS[net])
+
+    def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outs: list[torch.Tensor] = []
+        last = self.taps[-1]
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self.taps:
+                outs.append(x)
+            if i == last:
+                break
+        return outs
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """a, b: (N, 3, H, W) in [-1, 1]; returns (N,) distances."""
+        n = a.shape[0]
+        # One pass over both images halves the per-layer overhead.
+        x = torch.cat([a, b])
+        shift = torch.tensor(_SHIFT, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        scale = torch.tensor(_SCALE, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        x = (x - shift) / scale
+        total = torch.zeros(n, dtype=x.dtype, device=x.device)
+        for feat, lin in zip(self._taps(x), self.lins):
+            fa, fb = feat[:n], feat[n:]
+            d = (_unit_normalize(fa) - _unit_normalize(fb)) ** 2
+            total = total + lin(d).mean(dim=(1, 2, 3))
+        return total
+
+
+def load_lpips_net(net: str, path: Path | None = None) -> LPIPSNet:
+    state = load_file(str(path or ensure_lpips_weights(net)))
+    # Built on the meta device: random init of VGG's 15M parameters would cost
+    # about a second only to be overwritten.
+    with torch.device("meta"):
+        model = LPIPSNet(net)
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.eval().requires_grad_(False)
+
+
+def _as_batch(x: np.ndarray) -> np.ndarray:
+    if x.dtype != np.uint8:
+        raise TypeError(f"LPIPS expects uint8 RGB images, got {x.dtype}")
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"expected (H,W,3) or (N,H,W,3), got shape {x.shape}")
+    return x
+
+
+def _to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+    return t.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+class LPIPS:
+    """LPIPS v0.1 distance between uint8 RGB images; lower is more similar.
+
+    ``LPIPS("alex")(a, b)`` with a, b of shape (H,W,3) returns a 0-d array,
+    with (N,H,W,3) an array of N distances.
+    """
+
+    def __init__(self, net: str = "alex", device: str | torch.device = "cpu",
+                 batch_size: int = 8, weights: Path | None = None) -> None:
+        self.net = net
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.model = load_lpips_net(net, weights).to(self.device)
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        single = a.ndim == 3
+        xa, xb = _as_batch(a), _as_batch(b)
+        if xa.shape != xb.shape:
+            raise ValueError(f"shape mismatch: {xa.shape} vs {xb.shape}")
+        out = np.empty(len(xa), dtype=np.float32)
+        with torch.inference_mode():
+            for s in range(0, len(xa), self.batch_size):
+                e = s + self.batch_size
+                d = self.model(_to_tensor(xa[s:e], self.device), _to_tensor(xb[s:e], self.device))
+                out[s:e] = d.cpu().numpy()
+        return out.reshape(()) if single else out
