@@ -43,7 +43,6 @@ def _load_metrics():
     try:
         from streamcodec.metrics import psnr, ssim
     except ImportError:
-        from streamcodec.keyframe.codecs import _check_image  # noqa: F401  (keeps import cost equal)
 
         def psnr(a: np.ndarray, b: np.ndarray) -> float:
             mse = float(np.mean((a.astype(np.float64) - b) ** 2))
@@ -163,7 +162,7 @@ def _cell(x: float, fmt: str) -> str:
     return "–" if np.isnan(x) else format(x, fmt)
 
 
-def summary(results: list[Result], n_clips: int) -> dict[tuple[str, int], dict[str, float]]:
+def summary(results: list[Result]) -> dict[tuple[str, int], dict[str, float]]:
     """Medians per (codec, budget), only over clips every codec could fit (a fair comparison)."""
     ok = {(r.clip, r.budget) for r in results}
     for name in {r.codec for r in results}:
@@ -212,7 +211,7 @@ def conclusion(summ, names: list[str]) -> list[str]:
 
 def write_report(path: Path, results: list[Result], crops, search: dict[str, float], cmd: str, elapsed: float) -> None:
     names = sorted({r.codec for r in results}, key=lambda n: [c.name for c in CODECS.values()].index(n))
-    summ = summary(results, len(crops))
+    summ = summary(results)
     uname = " ".join(platform.uname())
     try:
         uname = subprocess.run(["uname", "-a"], capture_output=True, text=True, check=True).stdout.strip()
@@ -261,12 +260,13 @@ def write_report(path: Path, results: list[Result], crops, search: dict[str, flo
 
 def write_plot(path: Path, results: list[Result]) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = [c.name for c in CODECS.values() if any(r.codec == c.name for r in results)]
-    summ = summary(results, 0)
+    summ = summary(results)
     has_lpips = not all(np.isnan(r.lpips) for r in results)
     panels = [("psnr", "median PSNR (dB)"), ("lpips" if has_lpips else "ssim", "median LPIPS-alex (lower=better)" if has_lpips else "median SSIM")]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -276,6 +276,9 @@ def write_plot(path: Path, results: list[Result]) -> None:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=n)
         ax.set_xscale("log")
         ax.set_xticks(BUDGETS, [str(b) for b in BUDGETS])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        if key == "lpips":
+            ax.set_yscale("log")  # the spread that matters is at small distances
         ax.set_xlabel("median key-frame size (bytes)")
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)

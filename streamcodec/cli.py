@@ -210,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     except StreamcodecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # missing files, full disks, permissions: the user's to fix
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -17,6 +17,7 @@ from .. import StreamcodecError
 MAGIC = b"SCVF"
 VERSION = (1, 0)
 MAX_PAYLOAD = 1 << 20  # a key frame at 512x512 is ~20 kB; anything larger is corruption
+_MAX_TIMESTAMP = 1 << 42  # parse_packet reads at most 6 varint bytes
 _HEADER_FMT = ">4sBBHHHHBB8s5fB8sB"
 _HEADER_LEN = struct.calcsize(_HEADER_FMT) + 2  # + CRC16
 
@@ -84,6 +85,8 @@ def _crc(data: bytes) -> int:
 
 
 def _varint(n: int) -> bytes:
+    if n < 0:
+        raise ValueError(f"varint of a negative number {n}")  # n >>= 7 would never reach 0
     out = bytearray()
     while True:
         b = n & 0x7F
@@ -137,7 +140,10 @@ def parse_header(data: bytes) -> tuple[Header, int]:
 def encode_packet(p: Packet) -> bytes:
     if len(p.payload) > MAX_PAYLOAD:
         raise ValueError("payload too large")
-    flags = p.flags | (FLAG_TIMESTAMP if p.timestamp_ms is not None else 0)
+    if p.timestamp_ms is not None and not 0 <= p.timestamp_ms < _MAX_TIMESTAMP:
+        raise ValueError(f"timestamp {p.timestamp_ms} ms outside 0..2^42-1 (6 varint bytes)")
+    # FLAG_TIMESTAMP on the wire says whether a timestamp follows, whatever p.flags claims.
+    flags = (p.flags & ~FLAG_TIMESTAMP) | (FLAG_TIMESTAMP if p.timestamp_ms is not None else 0)
     out = bytearray([(int(p.type) << 4) | (flags & 0xF)])
     out.append(p.frame & 0xFF)
     if p.timestamp_ms is not None:
@@ -176,18 +182,34 @@ def parse_packet(data: bytes, pos: int = 0) -> tuple[Packet, int]:
 def unwrap_frame(frame8: int, last: int) -> int:
     """The full index nearest after `last` with these 8 low bits (a gap of up to ~5 s at 25 fps)."""
     base = last - (last & 0xFF)
-    cands = (base - 0x100 + frame8, base + frame8, base + 0x100 + frame8)
+    cands = [c for c in (base - 0x100 + frame8, base + frame8, base + 0x100 + frame8) if c >= 0]
     return min(cands, key=lambda c: (abs(c - last - 64), c))
+
+
+def _near(p: Packet, last: int) -> bool:
+    return last < 0 or -8 <= unwrap_frame(p.frame, last) - last <= 128
+
+
+def _confirmed(data: bytes, p: Packet, nxt: int) -> bool:
+    """A candidate followed at once by another intact packet of the same or a next frame."""
+    try:
+        q, _ = parse_packet(data, nxt)
+    except BitstreamError:
+        return False
+    return (q.frame - p.frame) & 0xFF <= 8
 
 
 def read_stream(data: bytes, offset: int) -> Iterator[Packet | Corruption]:
     """Packets from `offset` on, skipping (and reporting) damaged ranges.
 
     Resynchronisation accepts a candidate only if its CRC holds and its frame
-    index is near the last good one, which keeps false locks rare.
+    index is near the last good one, which keeps false locks rare; a candidate
+    beyond that window (the damage swallowed more than ~5 s) is accepted when
+    the next packet is intact too, and is then placed after the last good frame.
     """
     pos, last = offset, -1
     while pos < len(data):
+        jump = False
         try:
             p, nxt = parse_packet(data, pos)
         except BitstreamError as exc:
@@ -196,7 +218,10 @@ def read_stream(data: bytes, offset: int) -> Iterator[Packet | Corruption]:
             while pos < len(data):
                 try:
                     p, nxt = parse_packet(data, pos)
-                    if last < 0 or -8 <= unwrap_frame(p.frame, last) - last <= 128:
+                    if _near(p, last):
+                        break
+                    if _confirmed(data, p, nxt):
+                        jump = True
                         break
                 except BitstreamError:
                     pass
@@ -204,7 +229,10 @@ def read_stream(data: bytes, offset: int) -> Iterator[Packet | Corruption]:
             yield Corruption(start, pos - start, reason)
             if pos >= len(data):
                 return
-        p.frame = unwrap_frame(p.frame, last) if last >= 0 else p.frame
+        if jump:  # the smallest index after `last` with these low bits
+            p.frame = last + 1 + ((p.frame - last - 1) & 0xFF)
+        elif last >= 0:
+            p.frame = unwrap_frame(p.frame, last)
         last = p.frame
         yield p
         pos = nxt

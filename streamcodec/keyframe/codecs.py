@@ -85,7 +85,7 @@ class _Yuv:
     def dtype(self) -> type:
         return np.uint16 if self.bits > 8 else np.uint8
 
-    def _scale(self) -> tuple[float, float, float, float]:
+    def scale(self) -> tuple[float, float, float, float]:
         """(luma scale, luma offset, chroma scale, chroma centre) in code values."""
         k = float(1 << (self.bits - 8))
         mx = float((1 << self.bits) - 1)
@@ -106,7 +106,7 @@ def rgb_to_yuv420(img: np.ndarray, fmt: _Yuv) -> np.ndarray:
     """RGB -> planar 4:2:0 packed as the (H*3/2, W) array PyAV's from_ndarray wants."""
     h, w = img.shape[:2]
     ycc = img.astype(np.float32) @ (_RGB_TO_YCC.T / 255.0)
-    ys, yo, cs, cc = fmt._scale()
+    ys, yo, cs, cc = fmt.scale()
     mx = (1 << fmt.bits) - 1
     y = np.clip(np.rint(ycc[..., 0] * ys + yo), 0, mx)
     # INTER_AREA at exactly 1/2 is the 2x2 box average (centred chroma siting).
@@ -119,7 +119,7 @@ def rgb_to_yuv420(img: np.ndarray, fmt: _Yuv) -> np.ndarray:
 def yuv420_to_rgb(packed: np.ndarray, h: int, w: int, fmt: _Yuv) -> np.ndarray:
     flat = packed.reshape(-1)
     n, c = h * w, (h // 2) * (w // 2)
-    ys, yo, cs, cc = fmt._scale()
+    ys, yo, cs, cc = fmt.scale()
     y = (flat[:n].reshape(h, w).astype(np.float32) - yo) / ys
     uv = np.stack([flat[n : n + c], flat[n + c : n + 2 * c]], axis=-1).reshape(h // 2, w // 2, 2)
     uv = (uv.astype(np.float32) - cc) / cs
@@ -132,14 +132,12 @@ def yuv420_to_rgb(packed: np.ndarray, h: int, w: int, fmt: _Yuv) -> np.ndarray:
 # ---------------------------------------------------------------- PyAV plumbing
 
 
-_MAX_SIDE = 4096
+_MAX_SIDE = 4096  # a decoded size beyond this means the header is garbage
 # Make FFmpeg's decoders fail on bitstream errors instead of concealing them.
-_STRICT = {"err_detect": "crccheck+bitstream+buffer+explode+careful+compliant+aggressive"}  # a decoded size beyond this means the header is garbage
+_STRICT = {"err_detect": "crccheck+bitstream+buffer+explode+careful+compliant+aggressive"}
 
 
-def _encode_one(
-    encoder: str, img: np.ndarray, pix_fmt: str, fmt: _Yuv, options: dict[str, str]
-) -> bytes:
+def _encode_one(encoder: str, img: np.ndarray, pix_fmt: str, fmt: _Yuv, options: dict[str, str]) -> bytes:
     h, w = img.shape[:2]
     cc = av.CodecContext.create(encoder, "w")
     cc.width, cc.height, cc.pix_fmt = w, h, pix_fmt

@@ -111,7 +111,7 @@ class MediaPipeMesh:
     backend_id = 1
     num_points = 478
 
-    def __init__(self, static: bool = False, max_faces: int = 3) -> None:
+    def __init__(self, static: bool = False, max_faces: int = 3, verify: bool = True) -> None:
         try:
             import mediapipe as mp
         except ImportError as exc:  # pragma: no cover - install problem
@@ -120,6 +120,10 @@ class MediaPipeMesh:
         self._static = static
         self._max_faces = max_faces
         self._mesh = None
+        # The mesh tracker keeps "tracking" a face over a hand or a blank patch; a face
+        # detector pass (~1 ms, BlazeFace short range) confirms there is a face at all.
+        self._verify = (mp.solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=0.5)
+                        if verify else None)
 
     @cached_property
     def layout(self) -> FaceLayout:
@@ -139,13 +143,20 @@ class MediaPipeMesh:
 
     def detect(self, image: np.ndarray) -> Detection | None:
         h, w = image.shape[:2]
-        res = self._get().process(np.ascontiguousarray(image))
+        image = np.ascontiguousarray(image)
+        seen = None
+        if self._verify is not None:
+            seen = len(self._verify.process(image).detections or [])
+            if not seen:
+                self.reset()  # re-detect from scratch when the face comes back
+                return None
+        res = self._get().process(image)
         faces = res.multi_face_landmarks or []
         if not faces:
             return None
         pts = [np.array([(p.x * w, p.y * h, p.z * w) for p in f.landmark], np.float32) for f in faces]
         areas = [np.ptp(p[:, 0]) * np.ptp(p[:, 1]) for p in pts]
-        return Detection(pts[int(np.argmax(areas))], len(pts))
+        return Detection(pts[int(np.argmax(areas))], max(len(pts), seen or 0))
 
 
 def dlib68_layout() -> FaceLayout:
