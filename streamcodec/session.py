@@ -77,7 +77,10 @@ class SessionEncoder:
         self.backend = backend or get_backend(cfg.backend)
         if self.basis.num_points != self.backend.num_points:
             raise StreamcodecError(f"basis has {self.basis.num_points} points, backend {self.backend.num_points}")
-        self.coder = StructureCoder(self.basis, cfg.structure, cfg.size)
+        # The header stores the steps as float32: quantise with exactly what the decoder will read.
+        st = StructureConfig.from_header(cfg.structure.num_coeffs,
+                                         [float(np.float32(v)) for v in cfg.structure.to_header()])
+        self.coder = StructureCoder(self.basis, st, cfg.size)
         self.still = get_codec(cfg.keyframe.codec)
         self.texture_codec = ColourStatsCodec()
         self.segmenter = PersonSegmenter()
@@ -94,6 +97,7 @@ class SessionEncoder:
         self._low_checks = 0
         self._prev_thumb: np.ndarray | None = None
         self._force_key: str | None = None
+        self._key_quality: int | None = None
 
     def header(self) -> Header:
         rate = Fraction(self.cfg.fps).limit_denominator(1001)
@@ -158,7 +162,7 @@ class SessionEncoder:
         return self._count(packets)
 
     def _keyframe(self, img: np.ndarray, reason: str) -> Packet:
-        data, _ = encode_to_budget(self.still, img, self.cfg.keyframe.max_bytes)
+        data, self._key_quality = encode_to_budget(self.still, img, self.cfg.keyframe.max_bytes, self._key_quality)
         self._key_image = self.still.decode(data)
         self._pending_key = True
         self._last_key = self._frame
@@ -176,7 +180,8 @@ class SessionEncoder:
         if intra:
             self._last_intra = i
         out = [Packet(PacketType.STRUCTURE, i, payload, FLAG_INTRA if intra else 0)]
-        lm = self.coder.landmarks(q)
+        lm3 = self.coder.landmarks3d(q)
+        lm = lm3[:, :2]
         if keyframe:
             person = self.segmenter(self._key_image)
             self._ref_stats = measure_texture(self._key_image, lm, self.backend.layout, person)
@@ -190,7 +195,7 @@ class SessionEncoder:
                 if drift(cur, self._sent_texture, DRIFT_WEIGHTS) > self.cfg.texture.drift_threshold:
                     out.append(self._texture(img, lm, cur))
             if (i - self._last_key) % self.cfg.refresh.check_interval == 0:
-                self._check_drift(img, lm)
+                self._check_drift(img, lm3)
         return out
 
     def _texture(self, img: np.ndarray, lm: np.ndarray, cur: RegionStats | None = None) -> Packet:
@@ -203,7 +208,7 @@ class SessionEncoder:
 
     def _check_drift(self, img: np.ndarray, lm: np.ndarray) -> None:
         pred = self.synth.synthesize(lm, self._sent_texture)
-        p = face_psnr(pred, img, lm)
+        p = face_psnr(pred, img, lm[:, :2])
         if self._baseline is None:
             self._baseline = p
         self._low_checks = self._low_checks + 1 if p < self._baseline - self.cfg.refresh.psnr_drop_db else 0
@@ -329,7 +334,8 @@ class SessionDecoder:
             raise DecodeError("inter structure packet while out of sync (waiting for an intra packet)")
         q = self.coder.decode(p.payload, intra)
         self._synced = True
-        lm = self.coder.landmarks(q)
+        lm3 = self.coder.landmarks3d(q)
+        lm = lm3[:, :2]
         if self._key_image is not None and p.frame == self._key_frame:
             person = self.segmenter(self._key_image)
             stats = measure_texture(self._key_image, lm, self.layout, person)
@@ -340,7 +346,7 @@ class SessionDecoder:
         if self._ref is None:
             self.needs_keyframe = True
             raise DecodeError("structure without a reference frame")
-        return DecodedFrame(p.frame, self.synth.synthesize(lm, self._texture), lm)
+        return DecodedFrame(p.frame, self.synth.synthesize(lm3, self._texture), lm)
 
 
 def _codec_ids() -> set[int]:

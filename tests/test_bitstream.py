@@ -14,7 +14,7 @@ from streamcodec.bitstream import (FLAG_INTRA, FLAG_NOFACE, FLAG_TIMESTAMP, MAGI
                                    encode_header, encode_packet, parse_header, parse_packet, read_stream)
 from streamcodec.bitstream.format import unwrap_frame
 
-FUZZ = settings(max_examples=150, deadline=500, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 
 
 def make_header(**kw) -> Header:
@@ -357,7 +357,7 @@ def test_fuzz_mutated_stream(data):
     check_read_stream(data, off)
 
 
-@FUZZ
+@settings(FUZZ, max_examples=80)
 @given(st.lists(st.tuples(st.sampled_from(list(PacketType)), st.integers(0, 255), st.binary(max_size=300),
                           st.integers(0, 15), st.none() | st.integers(0, (1 << 42) - 1)), max_size=12),
        st.integers(0, 10_000))

@@ -17,6 +17,7 @@ from ..texture import RegionStats, region_masks
 from .base import Reference
 
 RINGS = (1.3, 1.8)
+RING_MIN = (1.12, 1.35)
 _YCC2RGB = np.array([[1.0, 0.0, 1.402], [1.0, -0.344136, -0.714136], [1.0, 1.772, 0.0]])
 
 
@@ -50,8 +51,15 @@ class WarpSynthesizer:
         if self.ref is None or self._ref_rings is None:
             return np.concatenate(rings)
         w = self._w[..., None]
-        moved = [w[i] * rings[i] + (1 - w[i]) * self._ref_rings[i] for i in range(len(RINGS))]
-        return np.concatenate(moved)
+        out = []
+        for i, k_min in enumerate(RING_MIN):
+            p = w[i] * rings[i] + (1 - w[i]) * self._ref_rings[i]
+            # A lagging anchor must not end up inside the face (the band would fold over it):
+            # push it out along its spoke to at least k_min times the contour radius.
+            spoke = oval - c
+            r = ((p - c) * spoke).sum(1) / ((spoke * spoke).sum(1) + 1e-6)
+            out.append(p + np.maximum(k_min - r, 0)[:, None] * spoke)
+        return np.concatenate(out)
 
     # -- reference ----------------------------------------------------------
     def set_reference(self, ref: Reference, layout: FaceLayout) -> None:
@@ -67,7 +75,10 @@ class WarpSynthesizer:
         self._border = _border_points(self.size)
         self._ref_pts = self._all_points(ref.landmarks)
         self.ref = ref
-        self._tri = Delaunay(self._ref_pts).simplices.astype(np.int32)
+        self._tri = self._build_mesh(ref.landmarks.shape[0])
+        ref_tri = self._ref_pts[self._tri]
+        self._ref_sign = np.sign(np.linalg.det(
+            np.concatenate([ref_tri, np.ones((len(ref_tri), 3, 1), np.float32)], 2)))
         self._ref_img = ref.image
         self._ref_person = None if ref.person is None else ref.person.astype(np.float32)
         inner = ref.landmarks[list(layout.inner_lips)]
@@ -76,15 +87,35 @@ class WarpSynthesizer:
         self.last_person: np.ndarray | None = None
 
     def _all_points(self, lm: np.ndarray) -> np.ndarray:
-        anchors = self._anchors(lm)
-        if self.ref is None:
-            # Anchors outside the frame would fold against the border points: keep those inside.
-            self._keep = ((anchors >= 2) & (anchors <= self.size - 3)).all(1)
-        anchors = np.clip(anchors[self._keep], 1, self.size - 2)
+        # Anchors stay strictly inside the frame so they never coincide with the border points.
+        anchors = np.clip(self._anchors(lm), 2, self.size - 3)
         return np.concatenate([lm.astype(np.float32), anchors.astype(np.float32), self._border])
 
+    def _build_mesh(self, n_lm: int) -> np.ndarray:
+        """Explicit topology: Delaunay inside the face, quad bands oval->ring1->ring2, Delaunay outside.
+
+        A Delaunay of everything connects contour points to far anchors with long
+        thin triangles that fold as soon as the head turns.
+        """
+        pts = self._ref_pts
+        face = Delaunay(pts[:n_lm]).simplices
+        m = len(self._oval)
+        loops = [np.array(self._oval), n_lm + np.arange(m), n_lm + m + np.arange(m)]
+        band = []
+        for inner, outer in zip(loops, loops[1:]):
+            for i in range(m):
+                j = (i + 1) % m
+                band += [(inner[i], inner[j], outer[j]), (inner[i], outer[j], outer[i])]
+        ring2 = loops[2]
+        outside_idx = np.concatenate([ring2, n_lm + 2 * m + np.arange(len(self._border))])
+        outer_tri = outside_idx[Delaunay(pts[outside_idx]).simplices]
+        centroids = pts[outer_tri].mean(1)
+        poly = pts[ring2].astype(np.float32).reshape(-1, 1, 2)
+        keep = [cv2.pointPolygonTest(poly, (float(x), float(y)), False) < 0 for x, y in centroids]
+        return np.concatenate([face, np.array(band), outer_tri[np.array(keep, bool)]]).astype(np.int32)
+
     # -- warp ---------------------------------------------------------------
-    def _maps(self, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _maps(self, cur: np.ndarray, depth: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         src, dst = self._ref_pts[self._tri], cur[self._tri]  # (T, 3, 2)
         # Affine dst -> src per triangle: solve [dst 1] A = src.
         D = np.concatenate([dst, np.ones((len(dst), 3, 1), np.float32)], 2)
@@ -92,16 +123,26 @@ class WarpSynthesizer:
         ok = np.abs(det) > 1e-3
         A = np.zeros((len(D), 3, 2), np.float32)
         A[ok] = np.linalg.solve(D[ok], src[ok])
-        ids = np.zeros((self.size, self.size), np.int32)
-        # Triangles drawn largest-area last lose to nothing in particular; order by depth proxy:
-        # face triangles (all landmark vertices) after anchors so the face wins fold-overs.
-        order = self._draw_order
+        # Fold-overs: a triangle whose orientation flipped is covered by its neighbours, so it is
+        # drawn first and loses wherever anything else lands; among the rest, face triangles
+        # (all vertices landmarks) are drawn last, as the face is in front of hair and neck.
+        flipped = np.sign(det) != self._ref_sign
+        n = len(self._tri)
+        A = np.concatenate([A, np.array([[[1, 0], [0, 1], [0, 0]]], np.float32)])  # n: identity, for gaps
+        ids = np.full((self.size, self.size), n + 1, np.int32)
         pts = np.round(dst * 16).astype(np.int32)
-        for t in order:
+        order = self._draw_order
+        if depth is not None:
+            # Painter's algorithm on the face: farthest triangles first, so a turned head's far
+            # cheek goes behind the nose instead of interleaving with it.
+            face = order[self._n_outer:]
+            z = depth[self._tri[face]].mean(1)
+            order = np.concatenate([order[: self._n_outer], face[np.argsort(-z)]])
+            flipped[face] = False
+        for t in np.concatenate([order[flipped[order]], order[~flipped[order]]]):
             if ok[t]:
                 cv2.fillConvexPoly(ids, pts[t], int(t) + 1, lineType=cv2.LINE_8, shift=4)
         ids -= 1
-        ids[ids < 0] = int(np.argmax(ok))
         # Six 1-D gathers beat one gather of (H, W, 3, 2) blocks by 3x.
         At = np.ascontiguousarray(A.reshape(-1, 6).T)
         c = [np.take(At[k], ids) for k in range(6)]
@@ -119,14 +160,18 @@ class WarpSynthesizer:
             n_lm = self.ref.landmarks.shape[0]
             face = (self._tri < n_lm).all(1)
             self._order = np.concatenate([np.flatnonzero(~face), np.flatnonzero(face)])
+            self._n_outer = int((~face).sum())
             self._order_for = self._tri
         return self._order
 
     def synthesize(self, landmarks: np.ndarray, texture: RegionStats | None) -> np.ndarray:
+        """`landmarks` (N, 2), or (N, 3) with depth so self-occluding parts are drawn far to near."""
         if self.ref is None:
             raise RuntimeError("synthesize() before set_reference()")
+        depth = landmarks[:, 2] if landmarks.shape[1] == 3 else None
+        landmarks = landmarks[:, :2]
         cur = self._all_points(landmarks)
-        mx, my = self._maps(cur)
+        mx, my = self._maps(cur, depth)
         out = cv2.remap(self._ref_img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         person = None
         if self._ref_person is not None:

@@ -345,13 +345,19 @@ def encode_quality(codec: StillCodec, img: np.ndarray, quality: int) -> bytes:
     return codec.encode(img, _check_quality(codec, quality))
 
 
-def encode_to_budget(codec: StillCodec, img: np.ndarray, max_bytes: int) -> tuple[bytes, int]:
+def encode_to_budget(codec: StillCodec, img: np.ndarray, max_bytes: int,
+                     hint: int | None = None) -> tuple[bytes, int]:
     """Best quality whose encoding is <= max_bytes; returns (bytes, quality).
 
     Binary search assumes size grows with quality, which holds for these
     encoders up to small wiggles; a wiggle can only make the pick one step
     conservative, never over budget, because every candidate is measured.
+    With `hint` (the quality the previous key frame of the stream got) the
+    search walks from there instead: 2-3 encodes rather than ~7, which matters
+    for AV1 at ~0.2 s an encode in a live call.
     """
+    if hint is not None:
+        return _walk_from(codec, img, max_bytes, int(np.clip(hint, codec.min_quality, codec.max_quality)))
     lo, hi = codec.min_quality, codec.max_quality
     best: tuple[bytes, int] | None = None
     while lo <= hi:
@@ -365,3 +371,20 @@ def encode_to_budget(codec: StillCodec, img: np.ndarray, max_bytes: int) -> tupl
     if best is None:
         raise KeyframeEncodeError(f"{codec.name}: even quality {codec.min_quality} exceeds {max_bytes} bytes")
     return best
+
+
+def _walk_from(codec: StillCodec, img: np.ndarray, max_bytes: int, q: int) -> tuple[bytes, int]:
+    data = codec.encode(img, q)
+    if len(data) <= max_bytes:
+        while q < codec.max_quality:
+            nxt = codec.encode(img, q + 1)
+            if len(nxt) > max_bytes:
+                break
+            data, q = nxt, q + 1
+        return data, q
+    while q > codec.min_quality:
+        q -= 1
+        data = codec.encode(img, q)
+        if len(data) <= max_bytes:
+            return data, q
+    raise KeyframeEncodeError(f"{codec.name}: even quality {codec.min_quality} exceeds {max_bytes} bytes")
