@@ -126,18 +126,45 @@ def speed_runs(clip_frames: np.ndarray, cfg, work: Path, runs: int) -> dict:
             "encode_fps_median": float(np.median(enc)), "decode_fps_median": float(np.median(dec))}
 
 
-def failure_frames(results: list[dict], out_dir: Path) -> list[str]:
-    """Side-by-side (input | decoded) of the worst face-region frame and the widest mouth per clip kind."""
+def _mouth_open(lm: np.ndarray | None, inner: list[int]) -> float:
+    return 0.0 if lm is None else float(cv2.contourArea(lm[inner].astype(np.float32)))
+
+
+def _turn(lm: np.ndarray | None, ref: np.ndarray | None, basis) -> float:
+    if lm is None or ref is None:
+        return 0.0
+    pose = [basis.fit(np.c_[x, np.zeros(len(x))])[0] for x in (lm, ref)]
+    return float(np.linalg.norm(pose[0] - pose[1]))
+
+
+def failure_frames(results: list[dict], out_dir: Path) -> list[tuple[str, str]]:
+    """Input | decoded at the hardest moments: widest mouth, largest head turn, worst face score."""
+    from streamcodec.structure.basis import load_default_basis
+    from streamcodec.structure.landmarks import mediapipe_layout
+
     out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("*.png"):
+        old.unlink()
+    inner, basis = list(mediapipe_layout().inner_lips), load_default_basis()
+    picks: list[tuple[str, dict, int]] = []
+    mouth = [(max(range(r["frames"]), key=lambda i, r=r: _mouth_open(r["_frames"][2][i], inner)), r) for r in results]
+    i, r = max(mouth, key=lambda m: _mouth_open(m[1]["_frames"][2][m[0]], inner))
+    picks.append(("mouth opening", r, i))
+    turns = []
+    for r in results:
+        lms = r["_frames"][2]
+        scores = [_turn(lms[i], lms[0], basis) for i in range(0, r["frames"], 5)]
+        turns.append((5 * int(np.argmax(scores)), max(scores), r))
+    i, _, r = max(turns, key=lambda t: t[1])
+    picks.append(("head turn", r, i))
+    for r in sorted(results, key=lambda r: -r["lpips_face"])[:3]:
+        picks.append(("worst face-region LPIPS", r, int(np.argmax(r["_frames"][4]))))
     written = []
-    worst = sorted(results, key=lambda r: -r["lpips_face"])[:3]
-    for r in worst:
-        frames, out, lms, _, face_lp = r.pop("_frames")
-        i = int(np.argmax(face_lp))
-        img = np.concatenate([frames[i], out[i]], 1)
-        name = f"worst_{Path(r['clip']).stem[:40]}_f{i}.png"
-        cv2.imwrite(str(out_dir / name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-        written.append(name)
+    for what, r, i in picks:
+        frames, out = r["_frames"][0], r["_frames"][1]
+        name = f"{what.split()[0]}_{Path(r['clip']).stem[:36]}_f{i}.png"
+        cv2.imwrite(str(out_dir / name), cv2.cvtColor(np.concatenate([frames[i], out[i]], 1), cv2.COLOR_RGB2BGR))
+        written.append((f"{what}: {r['clip']} frame {i}", name))
     for r in results:
         r.pop("_frames", None)
     return written
@@ -167,7 +194,7 @@ def mean(results, key) -> float:
     return float(np.mean([r[key] for r in results]))
 
 
-def write_report(results: list[dict], speed: dict, args, cfg, seconds: float, images: list[str]) -> None:
+def write_report(results: list[dict], speed: dict, args, cfg, seconds: float, images: list[tuple[str, str]]) -> None:
     out = ROOT / "docs" / "results"
     out.mkdir(parents=True, exist_ok=True)
     cmd = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
@@ -217,8 +244,9 @@ def write_report(results: list[dict], speed: dict, args, cfg, seconds: float, im
                  f"{r['structure_bits_per_frame']:.1f} | {r['landmark_error_px']:.2f} | {r['lpips_face']:.3f} | "
                  f"{r['lpips_face_freeze']:.3f} | {r['lpips']:.3f} | {r['lpips_freeze']:.3f} | {r['psnr']:.2f} | "
                  f"{r['psnr_freeze']:.2f} | {r['psnr_face']:.2f} | {r['psnr_face_freeze']:.2f} |")
-    L += ["", "## Worst face-region frames (input | decoded)", ""]
-    L += [f"![{n}](codec_core_frames/{n})" for n in images]
+    L += ["", "## Hard moments (left: input, right: decoded)", ""]
+    for caption, n in images:
+        L += [f"{caption}", "", f"![{caption}](codec_core_frames/{n})", ""]
     (out / "codec_core.md").write_text("\n".join(L) + "\n")
     (out / "codec_core.json").write_text(json.dumps({"results": results, "speed": speed}, indent=1, default=str))
     plot(results, out / "codec_core.png")

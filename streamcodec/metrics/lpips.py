@@ -6,6 +6,7 @@ index for index, so the converted weights load by name; see ``weights.py``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -48,17 +49,36 @@ def _alexnet_features() -> nn.Sequential:
     )
 
 
-def _vgg16_features() -> nn.Sequential:
+def vgg16_features(pool: Callable[[int], nn.Module] | None = None) -> nn.Sequential:
+    """torchvision's ``vgg16().features`` without its last maxpool.
+
+    ``pool(channels)`` replaces each 2x2 maxpool (DISTS uses L2 pooling); the
+    indices stay torchvision's, so the same converted weights load either way.
+    """
     layers: list[nn.Module] = []
     in_ch = 3
     for v in _VGG_CFG:
         if v == "M":
-            layers.append(nn.MaxPool2d(2, 2))
+            layers.append(pool(in_ch) if pool is not None else nn.MaxPool2d(2, 2))
         else:
             assert isinstance(v, int)
             layers += [nn.Conv2d(in_ch, v, 3, padding=1), nn.ReLU()]
             in_ch = v
     return nn.Sequential(*layers)
+
+
+def tap_outputs(features: nn.Sequential, x: torch.Tensor,
+                taps: tuple[int, ...]) -> list[torch.Tensor]:
+    """Outputs of ``features[i]`` for i in ``taps``; stops after the last tap."""
+    outs: list[torch.Tensor] = []
+    last = taps[-1]
+    for i, layer in enumerate(features):
+        x = layer(x)
+        if i in taps:
+            outs.append(x)
+        if i == last:
+            break
+    return outs
 
 
 def _unit_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -73,20 +93,12 @@ class LPIPSNet(nn.Module):
         if net not in _TAPS:
             raise ValueError(f"unknown LPIPS net {net!r}; expected 'alex' or 'vgg'")
         self.taps = _TAPS[net]
-        self.features = _alexnet_features() if net == "alex" else _vgg16_features()
+        self.features = _alexnet_features() if net == "alex" else vgg16_features()
         # Dropout precedes each linear layer in lpips but is inert in eval.
         self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in _CHANNELS[net])
 
     def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outs: list[torch.Tensor] = []
-        last = self.taps[-1]
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self.taps:
-                outs.append(x)
-            if i == last:
-                break
-        return outs
+        return tap_outputs(self.features, x, self.taps)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """a, b: (N, 3, H, W) in [-1, 1]; returns (N,) distances."""
@@ -114,9 +126,9 @@ def load_lpips_net(net: str, path: Path | None = None) -> LPIPSNet:
     return model.eval().requires_grad_(False)
 
 
-def _as_batch(x: np.ndarray) -> np.ndarray:
+def _as_batch(x: np.ndarray, metric: str = "LPIPS") -> np.ndarray:
     if x.dtype != np.uint8:
-        raise TypeError(f"LPIPS expects uint8 RGB images, got {x.dtype}")
+        raise TypeError(f"{metric} expects uint8 RGB images, got {x.dtype}")
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4 or x.shape[-1] != 3:

