@@ -180,8 +180,7 @@ class SessionEncoder:
         if intra:
             self._last_intra = i
         out = [Packet(PacketType.STRUCTURE, i, payload, FLAG_INTRA if intra else 0)]
-        lm3 = self.coder.landmarks3d(q)
-        lm = lm3[:, :2]
+        lm = self.coder.landmarks(q)
         if keyframe:
             person = self.segmenter(self._key_image)
             self._ref_stats = measure_texture(self._key_image, lm, self.backend.layout, person)
@@ -195,7 +194,7 @@ class SessionEncoder:
                 if drift(cur, self._sent_texture, DRIFT_WEIGHTS) > self.cfg.texture.drift_threshold:
                     out.append(self._texture(img, lm, cur))
             if (i - self._last_key) % self.cfg.refresh.check_interval == 0:
-                self._check_drift(img, lm3)
+                self._check_drift(img, lm)
         return out
 
     def _texture(self, img: np.ndarray, lm: np.ndarray, cur: RegionStats | None = None) -> Packet:
@@ -208,7 +207,7 @@ class SessionEncoder:
 
     def _check_drift(self, img: np.ndarray, lm: np.ndarray) -> None:
         pred = self.synth.synthesize(lm, self._sent_texture)
-        p = face_psnr(pred, img, lm[:, :2])
+        p = face_psnr(pred, img, lm)
         if self._baseline is None:
             self._baseline = p
         self._low_checks = self._low_checks + 1 if p < self._baseline - self.cfg.refresh.psnr_drop_db else 0
@@ -334,8 +333,7 @@ class SessionDecoder:
             raise DecodeError("inter structure packet while out of sync (waiting for an intra packet)")
         q = self.coder.decode(p.payload, intra)
         self._synced = True
-        lm3 = self.coder.landmarks3d(q)
-        lm = lm3[:, :2]
+        lm = self.coder.landmarks(q)
         if self._key_image is not None and p.frame == self._key_frame:
             person = self.segmenter(self._key_image)
             stats = measure_texture(self._key_image, lm, self.layout, person)
@@ -346,7 +344,7 @@ class SessionDecoder:
         if self._ref is None:
             self.needs_keyframe = True
             raise DecodeError("structure without a reference frame")
-        return DecodedFrame(p.frame, self.synth.synthesize(lm3, self._texture), lm)
+        return DecodedFrame(p.frame, self.synth.synthesize(lm, self._texture), lm)
 
 
 def _codec_ids() -> set[int]:

@@ -115,7 +115,7 @@ class WarpSynthesizer:
         return np.concatenate([face, np.array(band), outer_tri[np.array(keep, bool)]]).astype(np.int32)
 
     # -- warp ---------------------------------------------------------------
-    def _maps(self, cur: np.ndarray, depth: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _maps(self, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         src, dst = self._ref_pts[self._tri], cur[self._tri]  # (T, 3, 2)
         # Affine dst -> src per triangle: solve [dst 1] A = src.
         D = np.concatenate([dst, np.ones((len(dst), 3, 1), np.float32)], 2)
@@ -132,13 +132,6 @@ class WarpSynthesizer:
         ids = np.full((self.size, self.size), n + 1, np.int32)
         pts = np.round(dst * 16).astype(np.int32)
         order = self._draw_order
-        if depth is not None:
-            # Painter's algorithm on the face: farthest triangles first, so a turned head's far
-            # cheek goes behind the nose instead of interleaving with it.
-            face = order[self._n_outer:]
-            z = depth[self._tri[face]].mean(1)
-            order = np.concatenate([order[: self._n_outer], face[np.argsort(-z)]])
-            flipped[face] = False
         for t in np.concatenate([order[flipped[order]], order[~flipped[order]]]):
             if ok[t]:
                 cv2.fillConvexPoly(ids, pts[t], int(t) + 1, lineType=cv2.LINE_8, shift=4)
@@ -160,18 +153,15 @@ class WarpSynthesizer:
             n_lm = self.ref.landmarks.shape[0]
             face = (self._tri < n_lm).all(1)
             self._order = np.concatenate([np.flatnonzero(~face), np.flatnonzero(face)])
-            self._n_outer = int((~face).sum())
             self._order_for = self._tri
         return self._order
 
     def synthesize(self, landmarks: np.ndarray, texture: RegionStats | None) -> np.ndarray:
-        """`landmarks` (N, 2), or (N, 3) with depth so self-occluding parts are drawn far to near."""
         if self.ref is None:
             raise RuntimeError("synthesize() before set_reference()")
-        depth = landmarks[:, 2] if landmarks.shape[1] == 3 else None
         landmarks = landmarks[:, :2]
         cur = self._all_points(landmarks)
-        mx, my = self._maps(cur, depth)
+        mx, my = self._maps(cur)
         out = cv2.remap(self._ref_img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         person = None
         if self._ref_person is not None:

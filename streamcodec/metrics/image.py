@@ -1,4 +1,4 @@
-"""Pixel metrics (PSNR, SSIM) and the face crop the perceptual metrics are taken on."""
+"""Pixel metrics (PSNR, SSIM, MS-SSIM) and the face crop the perceptual metrics are taken on."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ _SSIM_WIN = 11
 _SSIM_SIGMA = 1.5
 _C1 = (0.01 * _PEAK) ** 2
 _C2 = (0.03 * _PEAK) ** 2
+
+# Wang et al. 2003, finest scale first.
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+_LUMA_RGB = (0.299, 0.587, 0.114)
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1, half-open
 
@@ -34,7 +38,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return min(PSNR_CAP_DB, 10.0 * math.log10(_PEAK * _PEAK / mse))
 
 
-def _ssim_channel(x: np.ndarray, y: np.ndarray) -> float:
+def _ssim_terms(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Mean SSIM and mean contrast-structure term (the MS-SSIM cs) of one float channel."""
     def blur(img: np.ndarray) -> np.ndarray:
         return cv2.GaussianBlur(img, (_SSIM_WIN, _SSIM_WIN), _SSIM_SIGMA,
                                 borderType=cv2.BORDER_REFLECT)
@@ -43,12 +48,17 @@ def _ssim_channel(x: np.ndarray, y: np.ndarray) -> float:
     vx = blur(x * x) - mx * mx
     vy = blur(y * y) - my * my
     cxy = blur(x * y) - mx * my
-    smap = ((2 * mx * my + _C1) * (2 * cxy + _C2)) / ((mx * mx + my * my + _C1) * (vx + vy + _C2))
+    cs = (2 * cxy + _C2) / (vx + vy + _C2)
+    smap = ((2 * mx * my + _C1) / (mx * mx + my * my + _C1)) * cs
     # Averaging only where the window fits matches the reference 'valid' filtering.
     r = _SSIM_WIN // 2
     if smap.shape[0] > 2 * r and smap.shape[1] > 2 * r:
-        smap = smap[r:-r, r:-r]
-    return float(smap.mean())
+        smap, cs = smap[r:-r, r:-r], cs[r:-r, r:-r]
+    return float(smap.mean()), float(cs.mean())
+
+
+def _ssim_channel(x: np.ndarray, y: np.ndarray) -> float:
+    return _ssim_terms(x, y)[0]
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -60,6 +70,59 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
         raise ValueError(f"expected (H,W) or (H,W,C), got {a.shape}")
     x, y = a.astype(np.float64), b.astype(np.float64)
     return float(np.mean([_ssim_channel(x[..., c], y[..., c]) for c in range(x.shape[2])]))
+
+
+def _luma(img: np.ndarray) -> np.ndarray:
+    """BT.601 luma in float64, unrounded; (H,W) input is taken as already grey."""
+    if img.ndim == 2:
+        return img.astype(np.float64)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected (H,W) grey or (H,W,3) RGB, got {img.shape}")
+    return img.astype(np.float64) @ np.array(_LUMA_RGB)
+
+
+def _halve(img: np.ndarray) -> np.ndarray:
+    # 2x2 box average then decimation, the low-pass/downsample of Wang 2003;
+    # an odd last row/column is dropped.
+    h, w = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
+    return img[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+
+def ms_ssim_scales(shape: tuple[int, ...]) -> int:
+    """How many MS-SSIM scales fit: each needs the 11x11 window inside the image."""
+    side = min(shape[:2])
+    n = 1
+    while n < len(MS_SSIM_WEIGHTS) and side // 2 ** n >= _SSIM_WIN:
+        n += 1
+    return n
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Multi-scale SSIM (Wang, Simoncelli, Bovik 2003) of uint8 images, on BT.601 luma.
+
+    Luma, not a mean over RGB, as in video-codec practice (libvmaf, x264's
+    tools) and the grey-scale original. Five scales with weights
+    ``MS_SSIM_WEIGHTS`` at 256x256 (the coarsest 16x16); smaller images use
+    only the scales whose side is still >= 11 (4 at 128x128) with the leading
+    weights renormalised to sum 1. Negative cs/SSIM values, possible for
+    very noisy inputs, are clipped to 0 before the fractional powers (as in
+    TensorFlow's ``ssim_multiscale``).
+    """
+    _check_pair(a, b)
+    x, y = _luma(a), _luma(b)
+    n = ms_ssim_scales(x.shape)
+    weights = np.array(MS_SSIM_WEIGHTS[:n])
+    if n < len(MS_SSIM_WEIGHTS):  # the published 5 weights are used as they are (sum 1.0001)
+        weights /= weights.sum()
+    result = 1.0
+    for j, w in enumerate(weights):
+        s, cs = _ssim_terms(x, y)
+        # Contrast-structure at the finer scales, full SSIM (with luminance) at the coarsest.
+        term = s if j == n - 1 else cs
+        result *= max(term, 0.0) ** w
+        if j < n - 1:
+            x, y = _halve(x), _halve(y)
+    return float(result)
 
 
 def face_box(landmarks_xy: np.ndarray, shape: tuple[int, ...], margin: float = 0.15) -> Box:

@@ -1,0 +1,30 @@
+"""Benchmark clips: discovery and the prepared-frame cache shared by every benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..io import PrepareConfig, prepare_frames, read_frames, write_video
+from ..metrics.weights import cache_dir
+
+VIDEO_EXT = {".mp4", ".mov", ".mpg", ".avi", ".mkv", ".webm"}
+DEFAULT_BENCH = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "faces" / "bench"
+
+
+def list_clips(folder: str | Path, limit: int = 0) -> list[Path]:
+    clips = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in VIDEO_EXT)
+    return clips[:limit] if limit else clips
+
+
+def prepared(clip: str | Path, size: int = 256, max_frames: int = 250) -> np.ndarray:
+    """Prepared frames (T, size, size, 3), cached losslessly (FFV1) so reruns skip preparation."""
+    clip = Path(clip)
+    cached = cache_dir() / "prepared" / f"{clip.stem}_{size}_{max_frames}.mkv"
+    if not cached.exists():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".part.mkv")
+        write_video(tmp, prepare_frames(clip, PrepareConfig(size=size, max_frames=max_frames)))
+        tmp.rename(cached)
+    return read_frames(cached)
