@@ -27,25 +27,12 @@ from tqdm import tqdm
 from streamcodec.bitstream import PacketType
 from streamcodec.config import load_config
 from streamcodec.files import decode_file, encode_frames, read_scv
-from streamcodec.io import PrepareConfig, prepare_frames, read_frames, write_video
+from streamcodec.eval.clips import list_clips, prepared
 from streamcodec.metrics import LPIPS, face_crop, face_box, psnr
-from streamcodec.metrics.weights import cache_dir
 from streamcodec.structure.landmarks import MediaPipeMesh
 
 ROOT = Path(__file__).resolve().parents[1]
-VIDEO_EXT = {".mp4", ".mov", ".mpg", ".avi", ".mkv", ".webm"}
 FACE_SIZE = 128
-
-
-def prepared(clip: Path, size: int, max_frames: int) -> np.ndarray:
-    """Prepared frames, cached losslessly (FFV1) so reruns and other benchmarks share them."""
-    cached = cache_dir() / "prepared" / f"{clip.stem}_{size}_{max_frames}.mkv"
-    if not cached.exists():
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".part.mkv")
-        write_video(tmp, prepare_frames(clip, PrepareConfig(size=size, max_frames=max_frames)))
-        tmp.rename(cached)
-    return read_frames(cached)
 
 
 def face_boxes(frames: np.ndarray, mesh: MediaPipeMesh) -> tuple[list, list]:
@@ -260,9 +247,7 @@ def main() -> None:
     ap.add_argument("--speed-runs", type=int, default=3)
     args = ap.parse_args()
     cfg = load_config()
-    clips = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in VIDEO_EXT)
-    if args.clips:
-        clips = clips[: args.clips]
+    clips = list_clips(args.folder, args.clips)
     lp, mesh = LPIPS("alex"), MediaPipeMesh()
     t0 = time.time()
     results = []

