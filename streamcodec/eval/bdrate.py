@@ -161,8 +161,8 @@ def quality_at_rate(curve: Curve, rate: float, higher_is_better: bool = True) ->
     env = envelope(curve, higher_is_better)
     if not env or rate < env[0][0]:
         return None
-    if rate >= env[-1][0] or len(env) == 1:
-        return env[-1][1] if rate >= env[-1][0] else env[0][1]
+    if rate >= env[-1][0]:
+        return env[-1][1]
     lr = np.log(np.array([p[0] for p in env]))
     q = np.array([p[1] for p in env])
     return float(PchipInterpolator(lr, q)(math.log(rate)))
