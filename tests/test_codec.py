@@ -134,3 +134,19 @@ def test_keyframe_request_from_transport(talking_frames, cfg):
         if i == 8:
             assert packets[0].type == PacketType.KEYFRAME
     assert enc.stats.keyframe_reasons[-1] == (8, "receiver lost reference")
+
+
+def test_lighting_change_sends_texture_code_and_corrects_colour(tmp_path, talking_frames, cfg):
+    """The room light dims at frame 20: a new texture code follows and the decoder's colours follow it."""
+    frames = [f.copy() for f in talking_frames[:45]]
+    for i in range(20, 45):
+        frames[i] = (frames[i].astype(np.float32) * 0.75).astype(np.uint8)
+    res = encode_frames(frames, tmp_path / "dim.scv", cfg, progress=False)
+    assert [r for _, r in res.keyframes] == ["start"]  # a colour change is not worth a key frame
+    contents, dec, errors = decode_file(tmp_path / "dim.scv")
+    updates = [p.frame for p in contents.packets if p.type == PacketType.TEXTURE]
+    assert updates[0] == 0 and any(20 <= u <= 30 for u in updates[1:]), updates
+    late = range(35, 45)
+    err_dec = np.mean([abs(dec[i].image[60:200, 70:190].mean() - frames[i][60:200, 70:190].mean()) for i in late])
+    err_key = np.mean([abs(dec[0].image[60:200, 70:190].mean() - frames[i][60:200, 70:190].mean()) for i in late])
+    assert err_dec < 0.5 * err_key, (err_dec, err_key)
