@@ -145,12 +145,15 @@ class BenchConfig:
     streamcodec_budgets: tuple[int, ...] = (1500, 3000, 6000)
     sweep_stride: int = 1  # use every n-th parameter of each baseline sweep
     sampling: Sampling = field(default_factory=Sampling)
+    store: Path | None = None  # where finished points are cached (default: the user cache)
 
 
 def jobs_for(bc: BenchConfig) -> list[Job]:
     from .baselines import default_sweep
 
     jobs = [Job("streamcodec", "full", b) for b in bc.streamcodec_budgets]
+    # The freeze anchor at each key-frame budget: the same first key frame, shown for the whole clip.
+    jobs += [Job("freeze", "full", b) for b in bc.streamcodec_budgets]
     for codec in bc.codecs:
         for variant in bc.variants:
             jobs += [Job(codec, variant, p) for p in default_sweep(codec, variant)[:: bc.sweep_stride]]
@@ -162,19 +165,19 @@ def run(bc: BenchConfig, progress: bool = True) -> list[dict]:
     from .baselines import encode_decode
 
     cfg = load_config()
-    store = cache_dir() / "bench_points"
+    store = bc.store or cache_dir() / "bench_points"
     store.mkdir(parents=True, exist_ok=True)
     clips = list_clips(bc.folder, bc.clips)
     jobs = jobs_for(bc)
     scorer = Scorer(bc.sampling)
     rows = []
-    bar = tqdm(total=len(clips) * (len(jobs) + 1), desc="bench points", disable=not progress)
+    bar = tqdm(total=len(clips) * len(jobs), desc="bench points", disable=not progress)
     for clip in clips:
         frames = prepared(clip, cfg.size, bc.max_frames)
         dur = len(frames) / cfg.fps
         truth = None
         with tempfile.TemporaryDirectory() as tmp:
-            for job in jobs + [Job("freeze", "full", cfg.keyframe.max_bytes)]:
+            for job in jobs:
                 cpath = store / f"{_key(clip, job, len(frames), bc.sampling)}.json"
                 if cpath.exists():
                     rows.append(json.loads(cpath.read_text()))
