@@ -182,7 +182,7 @@ def mean(results, key) -> float:
 
 
 def write_report(results: list[dict], speed: dict, args, cfg, seconds: float, images: list[tuple[str, str]]) -> None:
-    out = ROOT / "docs" / "results"
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
     cmd = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
     cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True,
@@ -194,7 +194,7 @@ def write_report(results: list[dict], speed: dict, args, cfg, seconds: float, im
         f"- date: {time.strftime('%Y-%m-%d %H:%M')}; machine: {platform.node()}, {os.cpu_count()} cores, {cpu}",
         f"- command: `{cmd}` ({seconds / 60:.1f} min)",
         f"- clips: {len(results)} from `{args.folder}`, prepared at {cfg.size}x{cfg.size}, 25 fps, at most "
-        f"{args.max_frames} frames; config `configs/default.yaml`",
+        f"{args.max_frames} frames; config `{args.config or 'configs/default.yaml'}`",
         "- rate = all bytes of the .scv file x 8 / duration (header, key frames, texture codes, structure, "
         "packet headers and CRCs). Quality against the prepared input. Face region: the input's landmark box, "
         f"enlarged 15% per side, resized to {FACE_SIZE}x{FACE_SIZE}. Freeze anchor: the decoded first key frame shown "
@@ -245,8 +245,10 @@ def main() -> None:
     ap.add_argument("--max-frames", type=int, default=250)
     ap.add_argument("--clips", type=int, default=0, help="only the first N clips (0: all)")
     ap.add_argument("--speed-runs", type=int, default=3)
+    ap.add_argument("--config", type=Path, help="session settings (default configs/default.yaml)")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
     args = ap.parse_args()
-    cfg = load_config()
+    cfg = load_config(args.config)
     clips = list_clips(args.folder, args.clips)
     lp, mesh = LPIPS("alex"), MediaPipeMesh()
     t0 = time.time()
@@ -258,9 +260,9 @@ def main() -> None:
         speed_clip = clips[0]
         frames = prepared(speed_clip, cfg.size, args.max_frames)
         speed = {"clip": speed_clip.name, "frames": len(frames), **speed_runs(frames, cfg, Path(tmp), args.speed_runs)}
-    images = failure_frames(results, ROOT / "docs" / "results" / "codec_core_frames")
+    images = failure_frames(results, args.out / "codec_core_frames")
     write_report(results, speed, args, cfg, time.time() - t0, images)
-    print((ROOT / "docs" / "results" / "codec_core.md").read_text())
+    print((args.out / "codec_core.md").read_text())
 
 
 if __name__ == "__main__":

@@ -173,7 +173,7 @@ def cmd_bench(args) -> int:
     else:
         bc = BenchConfig(folder, max_frames=args.max_frames, clips=args.clips, sweep_stride=args.sweep_stride)
     t0 = time.time()
-    rows = run(bc)
+    rows = run(bc, workers=args.workers)
     cmd = "streamcodec bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     out = Path(args.output)
     n_clips = len({r["clip"] for r in rows})
@@ -225,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=250)
     p.add_argument("--clips", type=int, default=0, help="only the first N clips")
     p.add_argument("--sweep-stride", type=int, default=1, help="use every n-th point of each baseline sweep")
+    p.add_argument("--workers", type=int, default=1, help="clips in parallel processes (use the cores you have)")
     p.add_argument("-o", "--output", default="docs/results")
     p.set_defaults(fn=cmd_bench)
 

@@ -160,46 +160,80 @@ def jobs_for(bc: BenchConfig) -> list[Job]:
     return jobs
 
 
-def run(bc: BenchConfig, progress: bool = True) -> list[dict]:
-    """All points for all clips; each a dict of rate, timings and scores."""
+def _clip_rows(clip: Path, bc: BenchConfig, jobs: list[Job], scorer: "_LazyScorer", tick=lambda: None) -> list[dict]:
     from .baselines import encode_decode
 
     cfg = load_config()
     store = bc.store or cache_dir() / "bench_points"
     store.mkdir(parents=True, exist_ok=True)
+    frames = prepared(clip, cfg.size, bc.max_frames)
+    dur = len(frames) / cfg.fps
+    truth, rows = None, []
+    with tempfile.TemporaryDirectory() as tmp:
+        for job in jobs:
+            cpath = store / f"{_key(clip, job, len(frames), bc.sampling)}.json"
+            if cpath.exists():
+                rows.append(json.loads(cpath.read_text()))
+                tick()
+                continue
+            truth = truth or scorer.get().truth(frames)
+            if job.codec == "streamcodec":
+                info, dec, extra = run_streamcodec(frames, cfg, job.param, Path(tmp))
+            elif job.codec == "freeze":
+                # The decoded first key frame for the whole clip, at its own bits (header included).
+                info, dec, extra = run_streamcodec(frames[:1], cfg, job.param, Path(tmp))
+                info = {"bytes": extra["first_key_bytes"], "encode_s": info["encode_s"], "decode_s": 0.0,
+                        "keyframes": 1}
+                dec = np.repeat(dec[:1], len(frames), 0)
+            else:
+                point, dec = encode_decode(frames, job.codec, job.param, job.variant)
+                info = {"bytes": point.bytes, "encode_s": point.encode_s, "decode_s": point.decode_s,
+                        "keyframes": point.keyframes}
+            row = {"clip": clip.name, "frames": len(frames), **asdict(job), **info,
+                   "kbps": info["bytes"] * 8 / dur / 1000, **scorer.get().score(frames, dec, truth)}
+            cpath.write_text(json.dumps(row))
+            rows.append(row)
+            tick()
+    return rows
+
+
+class _LazyScorer:
+    """Loads the metric networks only when a point is not in the cache."""
+
+    def __init__(self, sampling: Sampling) -> None:
+        self._sampling, self._scorer = sampling, None
+
+    def get(self) -> Scorer:
+        if self._scorer is None:
+            self._scorer = Scorer(self._sampling)
+        return self._scorer
+
+
+def _worker_clip(args: tuple[Path, BenchConfig, list[Job], int]) -> list[dict]:
+    import torch
+
+    clip, bc, jobs, threads = args
+    torch.set_num_threads(threads)  # several workers with all threads each thrash the cores
+    return _clip_rows(clip, bc, jobs, _LazyScorer(bc.sampling))
+
+
+def run(bc: BenchConfig, progress: bool = True, workers: int = 1) -> list[dict]:
+    """All points for all clips; each a dict of rate, timings and scores.
+
+    With workers > 1, clips run in parallel processes (one clip each at a time).
+    """
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
     clips = list_clips(bc.folder, bc.clips)
     jobs = jobs_for(bc)
-    scorer = Scorer(bc.sampling)
-    rows = []
-    bar = tqdm(total=len(clips) * len(jobs), desc="bench points", disable=not progress)
-    for clip in clips:
-        frames = prepared(clip, cfg.size, bc.max_frames)
-        dur = len(frames) / cfg.fps
-        truth = None
-        with tempfile.TemporaryDirectory() as tmp:
-            for job in jobs:
-                cpath = store / f"{_key(clip, job, len(frames), bc.sampling)}.json"
-                if cpath.exists():
-                    rows.append(json.loads(cpath.read_text()))
-                    bar.update()
-                    continue
-                truth = truth or scorer.truth(frames)
-                if job.codec == "streamcodec":
-                    info, dec, extra = run_streamcodec(frames, cfg, job.param, Path(tmp))
-                elif job.codec == "freeze":
-                    # The decoded first key frame for the whole clip, at its own bits (header included).
-                    info, dec, extra = run_streamcodec(frames[:1], cfg, job.param, Path(tmp))
-                    info = {"bytes": extra["first_key_bytes"], "encode_s": info["encode_s"], "decode_s": 0.0,
-                            "keyframes": 1}
-                    dec = np.repeat(dec[:1], len(frames), 0)
-                else:
-                    point, dec = encode_decode(frames, job.codec, job.param, job.variant)
-                    info = {"bytes": point.bytes, "encode_s": point.encode_s, "decode_s": point.decode_s,
-                            "keyframes": point.keyframes}
-                row = {"clip": clip.name, "frames": len(frames), **asdict(job), **info,
-                       "kbps": info["bytes"] * 8 / dur / 1000, **scorer.score(frames, dec, truth)}
-                cpath.write_text(json.dumps(row))
-                rows.append(row)
-                bar.update()
-    bar.close()
-    return rows
+    if workers <= 1:
+        scorer = _LazyScorer(bc.sampling)
+        bar = tqdm(total=len(clips) * len(jobs), desc="bench points", disable=not progress)
+        rows = [r for clip in clips for r in _clip_rows(clip, bc, jobs, scorer, bar.update)]
+        bar.close()
+        return rows
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers) as pool:
+        results = pool.map(_worker_clip, [(c, bc, jobs, threads) for c in clips])
+        return [r for rs in tqdm(results, total=len(clips), desc="bench clips", disable=not progress) for r in rs]

@@ -1,0 +1,1 @@
+"""Command-line call demo: a streamcodec sender and receiver over WebRTC data channels."""

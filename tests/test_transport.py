@@ -1,0 +1,175 @@
+"""Call transport over real aiortc peers on loopback: loss, key-frame requests, hostile input, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("aiortc")
+
+from streamcodec.bitstream import PacketType, encode_packet  # noqa: E402
+from streamcodec.session import SessionDecoder, SessionEncoder  # noqa: E402
+from streamcodec.transport import (CONTROL, MAX_MESSAGE, STRUCTURE, CallReceiver, CallSender,  # noqa: E402
+                                   allow_loopback_candidates, connect_in_process, create_pc, drain,
+                                   open_channels, send_frames, transport_bytes, wait_open)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def _pair(playout_delay_ms: float = 40.0):
+    """Sender and receiver peer connections in this process, connected over loopback."""
+    allow_loopback_candidates()
+    a, b = create_pc(), create_pc()
+    ca, sa = open_channels(a)
+    cb, sb = open_channels(b)
+    rx = CallReceiver(cb, sb, playout_delay_ms=playout_delay_ms)
+    await connect_in_process(a, b)
+    for ch in (ca, sa, cb, sb):
+        await wait_open(ch, 10)
+    return a, b, (ca, sa), rx
+
+
+def _lossless(header, packets) -> dict[int, np.ndarray]:
+    dec = SessionDecoder(header)
+    return {f.index: f.image for p in packets for f in dec.decode(p)}
+
+
+def test_loss_and_keyframe_request(talking_frames, cfg):
+    # Intra structure every 10 frames so a lost structure message resyncs inside the clip.
+    cfg10 = cfg.with_overrides(intra_period=10)
+    frames = talking_frames[:40]
+    dropped_frames: list[int] = []
+
+    async def call():
+        a, b, (ca, sa), rx = await _pair()
+        try:
+            enc = SessionEncoder(cfg10)
+            # Deterministic ~10% structure loss; reliable message 0 is the first key frame: withheld.
+            tx = CallSender(ca, sa, enc, drop_structure=lambda i: i % 10 == 4, drop_reliable=lambda i: i == 0)
+            orig = tx._flush_structure
+
+            def flush_and_note() -> None:  # remember which frames the dropped messages carried
+                before, pending = tx.dropped_structure_messages, [p.frame for p in tx._pending_structure]
+                orig()
+                if tx.dropped_structure_messages > before:
+                    dropped_frames.extend(pending)
+
+            tx._flush_structure = flush_and_note
+            tx.send_header(enc.header())
+            await asyncio.wait_for(send_frames(tx, frames, cfg10.fps), 120)
+            await drain([ca, sa])
+            await asyncio.wait_for(rx.ended.wait(), 10)
+            rx.finish()
+            return tx, rx, transport_bytes(a)
+        finally:
+            await a.close()
+            await b.close()
+
+    tx, rx, wire = asyncio.run(asyncio.wait_for(call(), 150))
+    got = {f.index: f for f in rx.frames}
+    assert sorted(got) == list(range(len(frames))), "every frame index comes out, lost ones concealed"
+    assert tx.dropped_structure_messages >= 3 and dropped_frames
+    assert tx.keyframe_requests, "withholding the first key frame must make the receiver ask for one"
+    assert rx.stats.keyframe_requests >= 1
+    keys = [p.frame for p in tx.sent_packets if p.type == PacketType.KEYFRAME]
+    assert len(keys) >= 2 and keys[0] == 0
+    assert all(got[i].concealed for i in range(keys[1])), "nothing decodes before the requested key frame"
+    # From the requested key frame on, a frame decodes unless its structure was lost or its chain
+    # broke since the last intra packet; those frames must equal a lossless decode of the same packets.
+    ref = _lossless(tx.encoder.header(), tx.sent_packets)
+    intra = {p.frame for p in tx.sent_packets if p.type == PacketType.STRUCTURE and p.flags & 1}
+    broken, compared = False, 0
+    for i in range(keys[1], len(frames)):
+        if i in dropped_frames:
+            broken = True
+        elif i in intra:
+            broken = False
+        if broken:
+            assert got[i].concealed, f"frame {i} should be held until the next intra packet"
+            continue
+        assert not got[i].concealed, f"frame {i} should decode"
+        assert np.array_equal(got[i].image, ref[i]), f"frame {i} differs from the lossless decode"
+        compared += 1
+    assert compared >= 15
+    assert any(got[i].concealed for i in range(keys[1], len(frames))), "injected loss shows after the key"
+    assert tx.stats[STRUCTURE].messages_sent == len(frames) - len(keys) - tx.dropped_structure_messages
+    assert tx.stats[CONTROL].messages_received == len(tx.keyframe_requests)
+    assert wire is not None and wire["bytes_sent"] > tx.stats[CONTROL].bytes_sent + tx.stats[STRUCTURE].bytes_sent
+
+
+def test_malformed_and_oversized_messages_are_dropped(talking_frames, cfg, caplog):
+    frames = talking_frames[:12]
+
+    async def call():
+        a, b, (ca, sa), rx = await _pair()
+        try:
+            enc = SessionEncoder(cfg)
+            tx = CallSender(ca, sa, enc)
+            tx.send_header(enc.header())
+            for i, img in enumerate(frames):
+                await tx.encode_and_send(img)
+                if i == 4:
+                    good = encode_packet(tx.sent_packets[-1])
+                    sa.send(b"\x2f\xff garbage")  # not a packet
+                    sa.send(good[:-1] + bytes([good[-1] ^ 1]))  # CRC broken
+                    ca.send("not for you")  # text from the sender
+                    ca.send(b"\x00" * (MAX_MESSAGE + 1))  # oversized
+                await asyncio.sleep(0.02)
+            tx.end()
+            await drain([ca, sa])
+            await asyncio.wait_for(rx.ended.wait(), 10)
+            rx.finish()
+            return rx
+        finally:
+            await a.close()
+            await b.close()
+
+    with caplog.at_level(logging.WARNING, logger="streamcodec.transport.channels"):
+        rx = asyncio.run(asyncio.wait_for(call(), 90))
+    assert rx.stats.dropped_messages == 4
+    text = caplog.text
+    assert "malformed message on structure" in text and "oversized message on control" in text
+    assert "unexpected text message" in text
+    assert [f.index for f in rx.frames] == list(range(len(frames)))
+    assert not any(f.concealed for f in rx.frames), "decoding carried on after the bad messages"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cli_send_receive(tmp_path, talking_frames, cfg):
+    from streamcodec.io import iter_frames, write_video
+
+    clip = tmp_path / "clip.mkv"  # already in working format: the sender skips preparation
+    write_video(clip, talking_frames[:30], fps=cfg.fps)
+    out, port = tmp_path / "out.mp4", _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    recv = subprocess.Popen([sys.executable, "-m", "rtc_demo", "receive", "--port", str(port), "--record", str(out),
+                             "--timeout", "90"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        line = recv.stdout.readline()  # the receiver is listening once it says so
+        assert "listening" in line, line
+        send = subprocess.run([sys.executable, "-m", "rtc_demo", "send", "--file", str(clip), "--port", str(port),
+                               "--max-frames", "30", "--frames-per-message", "2"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=100)
+        assert send.returncode == 0, send.stderr[-3000:]
+        rest, _ = recv.communicate(timeout=30)
+    finally:
+        if recv.poll() is None:
+            recv.kill()
+    assert recv.returncode == 0, rest[-3000:]
+    assert "received 30 frames of 30 sent" in rest, rest[-2000:]
+    assert "sent 30 frames" in send.stdout
+    assert out.exists() and sum(1 for _ in iter_frames(out)) == 30
