@@ -28,6 +28,7 @@ from streamcodec.bitstream import PacketType
 from streamcodec.config import load_config
 from streamcodec.files import decode_file, encode_frames, read_scv
 from streamcodec.eval.clips import list_clips, prepared
+from streamcodec.eval.speed import time_streamcodec
 from streamcodec.metrics import LPIPS, face_crop, face_box, psnr
 from streamcodec.structure.landmarks import MediaPipeMesh
 
@@ -99,16 +100,8 @@ def bench_clip(clip: Path, cfg, lp: LPIPS, mesh: MediaPipeMesh, work: Path, max_
     return r
 
 
-def speed_runs(clip_frames: np.ndarray, cfg, work: Path, runs: int) -> dict:
-    enc, dec = [], []
-    for i in range(runs):
-        p = work / f"speed{i}.scv"
-        t0 = time.perf_counter()
-        encode_frames(list(clip_frames), p, cfg, progress=False)
-        enc.append(len(clip_frames) / (time.perf_counter() - t0))
-        t0 = time.perf_counter()
-        decode_file(p)
-        dec.append(len(clip_frames) / (time.perf_counter() - t0))
+def speed_runs(clip_frames: np.ndarray, cfg, runs: int) -> dict:
+    enc, dec = time_streamcodec(clip_frames, cfg, runs)
     return {"encode_fps_runs": enc, "decode_fps_runs": dec,
             "encode_fps_median": float(np.median(enc)), "decode_fps_median": float(np.median(dec))}
 
@@ -259,7 +252,7 @@ def main() -> None:
             results.append(bench_clip(clip, cfg, lp, mesh, Path(tmp), args.max_frames))
         speed_clip = clips[0]
         frames = prepared(speed_clip, cfg.size, args.max_frames)
-        speed = {"clip": speed_clip.name, "frames": len(frames), **speed_runs(frames, cfg, Path(tmp), args.speed_runs)}
+        speed = {"clip": speed_clip.name, "frames": len(frames), **speed_runs(frames, cfg, args.speed_runs)}
     images = failure_frames(results, args.out / "codec_core_frames")
     write_report(results, speed, args, cfg, time.time() - t0, images)
     print((args.out / "codec_core.md").read_text())

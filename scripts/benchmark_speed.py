@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,25 +20,10 @@ from streamcodec.config import load_config
 from streamcodec.eval.baselines import decode, default_sweep, encode
 from streamcodec.eval.clips import DEFAULT_BENCH, prepared
 from streamcodec.eval.report import machine_line
-from streamcodec.files import decode_file, encode_frames
+from streamcodec.eval.speed import time_streamcodec
 
 ROOT = Path(__file__).resolve().parents[1]
 CODECS = ("libx264", "libx265", "libsvtav1", "libvpx-vp9")
-
-
-def time_streamcodec(frames: np.ndarray, size: int, runs: int) -> tuple[list[float], list[float]]:
-    cfg = load_config().with_overrides(size=size)
-    enc, dec = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        p = Path(tmp) / "s.scv"
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            encode_frames(list(frames), p, cfg, progress=False)
-            enc.append(len(frames) / (time.perf_counter() - t0))
-            t0 = time.perf_counter()
-            decode_file(p)
-            dec.append(len(frames) / (time.perf_counter() - t0))
-    return enc, dec
 
 
 def time_classical(frames: np.ndarray, codec: str, runs: int) -> tuple[list[float], list[float], int]:
@@ -65,7 +49,7 @@ def main() -> None:
     rows = []
     for size in (256, 512):
         frames = prepared(args.clip, size, args.frames)
-        e, d = time_streamcodec(frames, size, args.runs)
+        e, d = time_streamcodec(frames, load_config().with_overrides(size=size), args.runs)
         rows.append(("streamcodec (warp)", "default", size, e, d))
         for codec in CODECS:
             e, d, param = time_classical(frames, codec, args.runs)
