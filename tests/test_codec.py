@@ -150,3 +150,22 @@ def test_lighting_change_sends_texture_code_and_corrects_colour(tmp_path, talkin
     err_dec = np.mean([abs(dec[i].image[60:200, 70:190].mean() - frames[i][60:200, 70:190].mean()) for i in late])
     err_key = np.mean([abs(dec[0].image[60:200, 70:190].mean() - frames[i][60:200, 70:190].mean()) for i in late])
     assert err_dec < 0.5 * err_key, (err_dec, err_key)
+
+
+def test_dlib_backend_end_to_end(tmp_path, talking_frames, cfg):
+    """The 68-point backend has its own shipped basis; the same session codec and warp decoder serve it."""
+    from streamcodec.structure.landmarks import Dlib68
+
+    c = cfg.with_overrides(backend="dlib68")
+    frames = talking_frames[:20]
+    res = encode_frames(frames, tmp_path / "dlib.scv", c, progress=False)
+    contents, dec, errors = decode_file(tmp_path / "dlib.scv")
+    assert not errors and len(dec) == 20
+    assert contents.header.backend_id == Dlib68.backend_id
+    det = Dlib68()
+    err = np.mean([np.linalg.norm(det.detect(f).points[:, :2] - d.landmarks, axis=1).mean()
+                   for f, d in zip(frames, dec)])
+    assert err < 2.0, err  # dlib jitters more than the face mesh; the dead band filters part of it
+    moving = np.mean([psnr(a, b.image) for a, b in zip(frames[5:], dec[5:])])
+    frozen = np.mean([psnr(a, dec[0].image) for a in frames[5:]])
+    assert moving > frozen, (moving, frozen)
