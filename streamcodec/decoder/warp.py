@@ -76,6 +76,9 @@ class WarpSynthesizer:
         self._ref_pts = self._all_points(ref.landmarks)
         self.ref = ref
         self._tri = self._build_mesh(ref.landmarks.shape[0])
+        # Face triangles (all vertices landmarks) after the rest: the face is in front of hair and neck.
+        face = (self._tri < ref.landmarks.shape[0]).all(1)
+        self._draw_order = np.concatenate([np.flatnonzero(~face), np.flatnonzero(face)])
         ref_tri = self._ref_pts[self._tri]
         self._ref_sign = np.sign(np.linalg.det(
             np.concatenate([ref_tri, np.ones((len(ref_tri), 3, 1), np.float32)], 2)))
@@ -84,7 +87,6 @@ class WarpSynthesizer:
         inner = ref.landmarks[list(layout.inner_lips)]
         self._ref_mouth_area = float(cv2.contourArea(inner.astype(np.float32)))
         self._ygrid, self._xgrid = np.mgrid[0:self.size, 0:self.size].astype(np.float32)
-        self.last_person: np.ndarray | None = None
 
     def _all_points(self, lm: np.ndarray) -> np.ndarray:
         # Anchors stay strictly inside the frame so they never coincide with the border points.
@@ -147,15 +149,6 @@ class WarpSynthesizer:
         my += c[5]
         return mx, my
 
-    @property
-    def _draw_order(self) -> np.ndarray:
-        if not hasattr(self, "_order") or self._order_for is not self._tri:
-            n_lm = self.ref.landmarks.shape[0]
-            face = (self._tri < n_lm).all(1)
-            self._order = np.concatenate([np.flatnonzero(~face), np.flatnonzero(face)])
-            self._order_for = self._tri
-        return self._order
-
     def synthesize(self, landmarks: np.ndarray, texture: RegionStats | None) -> np.ndarray:
         if self.ref is None:
             raise RuntimeError("synthesize() before set_reference()")
@@ -163,13 +156,9 @@ class WarpSynthesizer:
         cur = self._all_points(landmarks)
         mx, my = self._maps(cur)
         out = cv2.remap(self._ref_img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        person = None
-        if self._ref_person is not None:
-            person = (cv2.remap(self._ref_person, mx, my, cv2.INTER_LINEAR) > 0.5).astype(np.uint8)
-        self.last_person = person
         out = self._fill_mouth(out, landmarks, texture)
         if texture:
-            out = self._correct_colour(out, landmarks, person, texture)
+            out = self._correct_colour(out, landmarks, (mx, my), texture)
         return out
 
     # -- texture-driven corrections -----------------------------------------
@@ -198,14 +187,17 @@ class WarpSynthesizer:
         out[y0:y1, x0:x1] = np.clip(patch * (1 - m) + colour * m, 0, 255).astype(np.uint8)
         return out
 
-    def _correct_colour(self, img: np.ndarray, lm: np.ndarray, person: np.ndarray | None,
+    def _correct_colour(self, img: np.ndarray, lm: np.ndarray, maps: tuple[np.ndarray, np.ndarray],
                         texture: RegionStats) -> np.ndarray:
         offsets = {r: texture[r] - self.ref.stats[r] for r in texture if r in self.ref.stats and r != "mouth"}
         offsets = {r: v for r, v in offsets.items() if np.abs(v).max() >= 1.0}
         if not offsets:
             return img
+        person = None  # warped only when a correction is due: most frames need none
+        if self._ref_person is not None:
+            person = (cv2.remap(self._ref_person, *maps, cv2.INTER_LINEAR) > 0.5).astype(np.uint8)
         scale = 0.25
-        masks = region_masks(lm, self.layout, None if person is None else person, self.size, scale)
+        masks = region_masks(lm, self.layout, person, self.size, scale)
         n = masks["skin"].shape[0]
         field = np.zeros((n, n, 3), np.float32)
         for r, v in offsets.items():

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from .lpips import _TAPS, _as_batch, tap_outputs, vgg16_features
+from .lpips import _TAPS, batched_distance, tap_outputs, vgg16_features
 from .weights import DISTS_CHANNELS, ensure_dists_weights, ensure_lpips_weights
 
 # DISTS normalises its [0, 1] input with the ImageNet statistics itself (unlike
@@ -121,15 +121,4 @@ class DISTS:
         self.model = load_dists_net(vgg_weights, alpha_beta).to(self.device)
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        single = a.ndim == 3
-        xa, xb = _as_batch(a, "DISTS"), _as_batch(b, "DISTS")
-        if xa.shape != xb.shape:
-            raise ValueError(f"shape mismatch: {xa.shape} vs {xb.shape}")
-        out = np.empty(len(xa), dtype=np.float32)
-        with torch.inference_mode():
-            for s in range(0, len(xa), self.batch_size):
-                e = s + self.batch_size
-                d = self.model(_to_unit_tensor(xa[s:e], self.device),
-                               _to_unit_tensor(xb[s:e], self.device))
-                out[s:e] = d.cpu().numpy()
-        return out.reshape(()) if single else out
+        return batched_distance(self.model, _to_unit_tensor, a, b, self.batch_size, self.device, "DISTS")

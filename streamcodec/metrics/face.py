@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..structure.landmarks import MediaPipeMesh
-from .image import face_box
+from .image import as_frames, face_box
 
 # dlib's frontal-face detector box, which its 5-point predictor was trained on,
 # is about 0.91 of the mesh's landmark extent, centred within a few percent
@@ -27,18 +27,8 @@ from .image import face_box
 _DLIB_BOX_MARGIN = -0.045
 
 
-def _as_frames(x: np.ndarray) -> np.ndarray:
-    if x.dtype != np.uint8:
-        raise TypeError(f"expected uint8 RGB frames, got {x.dtype}")
-    if x.ndim == 3:
-        x = x[None]
-    if x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"expected (H,W,3) or (N,H,W,3), got shape {x.shape}")
-    return x
-
-
 def _pair(ref: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    r, d = _as_frames(ref), _as_frames(dec)
+    r, d = as_frames(ref, "face metric"), as_frames(dec, "face metric")
     if r.shape != d.shape:
         raise ValueError(f"shape mismatch: {r.shape} vs {d.shape}")
     return r, d

@@ -166,3 +166,14 @@ def face_region(img: np.ndarray, landmarks_xy: np.ndarray, size: int = 128,
     """The face's square box (see ``face_box``) resized to ``size`` x ``size``."""
     crop = face_crop(img, face_box(landmarks_xy, img.shape, margin))
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def as_frames(x: np.ndarray, metric: str = "metric") -> np.ndarray:
+    """uint8 RGB (H,W,3) or (N,H,W,3) as a batch (N,H,W,3); clear errors otherwise."""
+    if x.dtype != np.uint8:
+        raise TypeError(f"{metric} expects uint8 RGB images, got {x.dtype}")
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"expected (H,W,3) or (N,H,W,3), got shape {x.shape}")
+    return x

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from .image import as_frames
 from .weights import ensure_lpips_weights
 
 # The lpips package's ScalingLayer: maps [-1, 1] input to roughly the ImageNet
@@ -126,16 +127,6 @@ def load_lpips_net(net: str, path: Path | None = None) -> LPIPSNet:
     return model.eval().requires_grad_(False)
 
 
-def _as_batch(x: np.ndarray, metric: str = "LPIPS") -> np.ndarray:
-    if x.dtype != np.uint8:
-        raise TypeError(f"{metric} expects uint8 RGB images, got {x.dtype}")
-    if x.ndim == 3:
-        x = x[None]
-    if x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"expected (H,W,3) or (N,H,W,3), got shape {x.shape}")
-    return x
-
-
 def _to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
     t = torch.from_numpy(np.ascontiguousarray(x)).to(device)
     return t.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
@@ -156,14 +147,19 @@ class LPIPS:
         self.model = load_lpips_net(net, weights).to(self.device)
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        single = a.ndim == 3
-        xa, xb = _as_batch(a), _as_batch(b)
-        if xa.shape != xb.shape:
-            raise ValueError(f"shape mismatch: {xa.shape} vs {xb.shape}")
-        out = np.empty(len(xa), dtype=np.float32)
-        with torch.inference_mode():
-            for s in range(0, len(xa), self.batch_size):
-                e = s + self.batch_size
-                d = self.model(_to_tensor(xa[s:e], self.device), _to_tensor(xb[s:e], self.device))
-                out[s:e] = d.cpu().numpy()
-        return out.reshape(()) if single else out
+        return batched_distance(self.model, _to_tensor, a, b, self.batch_size, self.device, "LPIPS")
+
+
+def batched_distance(model: nn.Module, to_tensor, a: np.ndarray, b: np.ndarray, batch_size: int,
+                     device: torch.device, metric: str) -> np.ndarray:
+    """A full-reference network metric over image pairs, in batches: 0-d for one pair, (N,) for N."""
+    single = a.ndim == 3
+    xa, xb = as_frames(a, metric), as_frames(b, metric)
+    if xa.shape != xb.shape:
+        raise ValueError(f"shape mismatch: {xa.shape} vs {xb.shape}")
+    out = np.empty(len(xa), dtype=np.float32)
+    with torch.inference_mode():
+        for s in range(0, len(xa), batch_size):
+            e = s + batch_size
+            out[s:e] = model(to_tensor(xa[s:e], device), to_tensor(xb[s:e], device)).cpu().numpy()
+    return out.reshape(()) if single else out

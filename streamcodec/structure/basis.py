@@ -119,13 +119,8 @@ class ShapeBasis:
 
     def render(self, rotvec: np.ndarray, s: float, t2: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
         """2D landmark pixels (N, 2)."""
-        return self.render3d(rotvec, s, t2, coeffs)[:, :2]
-
-    def render3d(self, rotvec: np.ndarray, s: float, t2: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
-        """Landmark pixels with depth (N, 3); larger depth is farther from the camera (mediapipe's sign)."""
-        X = s * (self.shape(coeffs) @ rotvec_to_matrix(rotvec).T)
-        X[:, :2] += t2
-        return X.astype(np.float32)
+        X = self.shape(coeffs) @ rotvec_to_matrix(rotvec).T
+        return (s * X[:, :2] + t2).astype(np.float32)
 
 
 _ASSETS = Path(__file__).resolve().parent.parent / "assets"

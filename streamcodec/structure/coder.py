@@ -107,11 +107,8 @@ class StructureCoder:
         return q * self.step
 
     def landmarks(self, q: np.ndarray) -> np.ndarray:
-        return self.landmarks3d(q)[:, :2]
-
-    def landmarks3d(self, q: np.ndarray) -> np.ndarray:
         p = self.dequantise(q)
-        return self.basis.render3d(p[:3], float(np.exp(p[3])), p[4:6], p[POSE_DIMS:])
+        return self.basis.render(p[:3], float(np.exp(p[3])), p[4:6], p[POSE_DIMS:])
 
     # -- coding -------------------------------------------------------------
     def _reset_models(self) -> None:
@@ -150,5 +147,3 @@ class StructureCoder:
         self.prev = q.copy()
         return q
 
-    def snapshot(self) -> np.ndarray | None:
-        return None if self.prev is None else self.prev.copy()
