@@ -13,9 +13,10 @@ import time
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 from streamcodec.config import load_config  # noqa: E402
-from streamcodec.transport import (CONTROL, STRUCTURE, CallReceiver, CallSender, allow_loopback_candidates,  # noqa: E402
-                                   create_pc, drain, open_channels, post_offer, send_frames, serve_offers,
-                                   transport_bytes, wait_connected, wait_open)
+from streamcodec.transport import (CONTROL, STRUCTURE, CallReceiver, CallSender, add_impairment_arguments,  # noqa: E402
+                                   allow_loopback_candidates, create_pc, drain, impair_pc, impairment_from_args,
+                                   open_channels, post_offer, send_frames, serve_offers, transport_bytes,
+                                   wait_connected, wait_open)
 
 log = logging.getLogger("rtc_demo")
 
@@ -56,9 +57,10 @@ async def send(args: argparse.Namespace) -> int:
         await wait_connected(pc, 15)
         await wait_open(control)
         await wait_open(structure)
+        sock = impair_pc(pc, impairment_from_args(args))
         sender.send_header(sender.encoder.header())
         t0 = time.monotonic()
-        await asyncio.wait_for(send_frames(sender, frames, cfg.fps), 30 + len(frames))
+        slot = await asyncio.wait_for(send_frames(sender, frames, cfg.fps), 30 + len(frames))
         secs = time.monotonic() - t0
         await drain([control, structure])
         await asyncio.sleep(0.3)  # let the last SACKs and a late key-frame request come in
@@ -66,7 +68,9 @@ async def send(args: argparse.Namespace) -> int:
     finally:
         await pc.close()
     st = sender.stats
-    print(f"sent {len(frames)} frames in {secs:.1f} s; key frames {sender.encoder.stats.keyframes}; "
+    encoded = sender.encoder.stats.frames
+    print(f"sent {len(frames)} frames in {secs:.1f} s: {encoded} encoded ({encoded / secs:.1f} fps), "
+          f"{slot.dropped if slot else 0} dropped at capture; key frames {sender.encoder.stats.keyframes}; "
           f"key-frame requests received {len(sender.keyframe_requests)}")
     for name in (CONTROL, STRUCTURE):
         s = st[name]
@@ -78,7 +82,14 @@ async def send(args: argparse.Namespace) -> int:
     payload = sum(s.bytes_sent for s in st.values())
     print(f"  payload {payload * 8 / dur / 1000:.2f} kbps over {dur:.1f} s of video")
     _print_wire("  measured", wire)
+    _print_socket("  socket", sock, dur)
     return 0
+
+
+def _print_socket(label: str, sock, secs: float) -> None:
+    print(f"{label}: {sock.packets_sent} datagrams out ({sock.wire_bytes_sent * 8 / secs / 1000:.2f} kbps wire), "
+          f"{sock.packets_received} in ({sock.wire_bytes_received * 8 / secs / 1000:.2f} kbps wire); "
+          f"impairment dropped {sock.dropped_loss} (loss) + {sock.dropped_queue} (queue)")
 
 
 async def receive(args: argparse.Namespace) -> int:
@@ -109,6 +120,7 @@ async def receive(args: argparse.Namespace) -> int:
         state["end_task"] = asyncio.ensure_future(until_end())
         await pc.setRemoteDescription(offer)
         await pc.setLocalDescription(await pc.createAnswer())
+        state["sock"] = impair_pc(pc, impairment_from_args(args))  # candidates exist once the answer is set
         return pc.localDescription
 
     server = await serve_offers(args.host, args.port, on_offer)
@@ -123,7 +135,7 @@ async def receive(args: argparse.Namespace) -> int:
     if rx is None:
         return 1
     await asyncio.sleep(0.2)  # frames still in the playout buffer's delay
-    rx.finish()
+    await rx.finish()
     wire = transport_bytes(state["pc"])
     await state["pc"].close()
     frames = sorted(rx.frames, key=lambda f: f.index)
@@ -131,6 +143,7 @@ async def receive(args: argparse.Namespace) -> int:
         write_video(args.record, [f.image for f in frames], fps=rx.header.fps if rx.header else 25.0)
     _print_receiver_stats(rx, frames)
     _print_wire("  measured", wire)
+    _print_socket("  socket", state["sock"], max(len(frames), 1) / (rx.header.fps if rx.header else 25.0))
     return 0 if frames else 1
 
 
@@ -167,11 +180,19 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--record", default=None, help="output video (.mp4, .mkv, ...)")
     r.add_argument("--playout-delay-ms", type=float, default=40.0)
     r.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
-    for p in (s, r):
+    v = sub.add_parser("serve", help="web page: your camera next to its streamcodec reconstruction")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=int, default=8080)
+    for p in (s, r, v):
         p.add_argument("-v", "--verbose", action="store_true")
+        add_impairment_arguments(p)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.cmd == "serve":
+        from .serve import serve
+
+        return asyncio.run(serve(args))
     return asyncio.run(send(args) if args.cmd == "send" else receive(args))
 
 

@@ -18,7 +18,9 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from aiortc import RTCDataChannel, RTCPeerConnection
@@ -124,6 +126,43 @@ def transport_bytes(pc: RTCPeerConnection) -> dict[str, int] | None:
 DropFn = Callable[[int], bool]
 
 
+class Outbox:
+    """One channel's outgoing queue: packets gather until flushed as one message.
+
+    `drop` (loss injection for tests) decides per message sequence number whether the message is
+    withheld; the frames it carried are remembered so a test can tell which frames were lost.
+    """
+
+    def __init__(self, channel: RTCDataChannel, stats: ChannelStats, drop: DropFn | None = None) -> None:
+        self.channel, self.stats, self.drop = channel, stats, drop
+        self.pending: list[Packet] = []
+        self.seq = 0
+        self.dropped_messages = 0
+        self.dropped_frames: list[int] = []
+
+    def add(self, p: Packet) -> None:
+        self.pending.append(p)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        packets, self.pending = self.pending, []
+        seq, self.seq = self.seq, self.seq + 1
+        if self.drop and self.drop(seq):
+            self.dropped_messages += 1
+            self.dropped_frames += [p.frame for p in packets]
+            return
+        send_message(self.channel, self.stats, pack_packets(packets))
+
+
+def send_message(channel: RTCDataChannel, stats: ChannelStats, msg: bytes | str) -> None:
+    if channel.readyState != "open":
+        log.warning("channel %s is %s; message dropped", channel.label, channel.readyState)
+        return
+    channel.send(msg)
+    stats.sent(_payload_len(msg))
+
+
 class CallSender:
     """Encoder side: frames out, key-frame requests in."""
 
@@ -135,19 +174,25 @@ class CallSender:
         self.control, self.structure = control, structure
         self.encoder = encoder
         self.frames_per_message = frames_per_message
-        self.drop_structure = drop_structure
-        self.drop_reliable = drop_reliable  # e.g. withhold the first key frame in a test
         self.stats = {CONTROL: ChannelStats(), STRUCTURE: ChannelStats()}
-        self.dropped_structure_messages = 0
-        self.dropped_reliable_messages = 0
+        self.reliable = Outbox(control, self.stats[CONTROL], drop_reliable)  # e.g. withhold the first key frame
+        self.unreliable = Outbox(structure, self.stats[STRUCTURE], drop_structure)
         self.keyframe_requests: list[dict] = []
         self.sent_packets: list[Packet] = []  # everything the encoder produced, for lossless comparisons
-        self._pending_structure: list[Packet] = []
-        self._pending_reliable: list[Packet] = []
+        # stream frame index -> (source frame index, capture time.monotonic()): frames dropped at
+        # capture leave gaps in the source indices; the receiver's frame indices are stream indices.
+        self.captured: dict[int, tuple[int, float]] = {}
         self._pending_frames = 0
-        self._structure_seq = 0
-        self._reliable_seq = 0
+        self._keyframe_budget: int | None = None  # a bitrate change, applied before the next encode
         control.on("message", self._on_control)
+
+    @property
+    def dropped_structure_messages(self) -> int:
+        return self.unreliable.dropped_messages
+
+    @property
+    def dropped_reliable_messages(self) -> int:
+        return self.reliable.dropped_messages
 
     def _on_control(self, msg: bytes | str) -> None:
         self.stats[CONTROL].received(_payload_len(msg))
@@ -166,39 +211,18 @@ class CallSender:
         else:
             log.warning("unknown control message type %r dropped", req.get("type"))
 
-    def _send(self, channel: RTCDataChannel, msg: bytes | str) -> None:
-        if channel.readyState != "open":
-            log.warning("channel %s is %s; message dropped", channel.label, channel.readyState)
-            return
-        channel.send(msg)
-        self.stats[channel.label].sent(_payload_len(msg))
-
     def send_header(self, header: Header) -> None:
-        self._send(self.control, encode_header(header))
+        send_message(self.control, self.stats[CONTROL], encode_header(header))
 
-    def _flush_reliable(self) -> None:
-        if not self._pending_reliable:
-            return
-        msg, self._pending_reliable = pack_packets(self._pending_reliable), []
-        seq, self._reliable_seq = self._reliable_seq, self._reliable_seq + 1
-        if self.drop_reliable and self.drop_reliable(seq):
-            self.dropped_reliable_messages += 1
-            return
-        self._send(self.control, msg)
-
-    def _flush_structure(self) -> None:
-        if not self._pending_structure:
-            return
-        msg, self._pending_structure = pack_packets(self._pending_structure), []
-        seq, self._structure_seq = self._structure_seq, self._structure_seq + 1
-        if self.drop_structure and self.drop_structure(seq):
-            self.dropped_structure_messages += 1
-            return
-        self._send(self.structure, msg)
+    def set_keyframe_budget(self, max_bytes: int) -> None:
+        """The bitrate setting: bytes per key frame. Takes effect with a fresh key frame."""
+        if not 300 <= max_bytes <= 100_000:
+            raise ValueError("key-frame budget must be 300..100000 bytes")
+        self._keyframe_budget = max_bytes
 
     def flush(self) -> None:
-        self._flush_structure()
-        self._flush_reliable()
+        self.unreliable.flush()
+        self.reliable.flush()
         self._pending_frames = 0
 
     def send_packets(self, packets: list[Packet]) -> None:
@@ -207,25 +231,78 @@ class CallSender:
         order between them. A key frame is flushed at once (it is what a stalled receiver waits for)."""
         self.sent_packets += packets
         if any(p.type == PacketType.KEYFRAME for p in packets):
-            self._flush_structure()  # earlier frames' structure first, so the receiver sees them in order
-            self._pending_reliable += packets
-            self._flush_reliable()
+            self.unreliable.flush()  # earlier frames' structure first, so the receiver sees them in order
+            for p in packets:
+                self.reliable.add(p)
+            self.reliable.flush()
             self._pending_frames = 0
             return
         for p in packets:
-            (self._pending_structure if p.type == PacketType.STRUCTURE else self._pending_reliable).append(p)
+            (self.unreliable if p.type == PacketType.STRUCTURE else self.reliable).add(p)
         self._pending_frames += 1
         if self._pending_frames >= self.frames_per_message:
             self.flush()
 
-    async def encode_and_send(self, img) -> None:
+    def _apply_settings(self) -> None:
+        if self._keyframe_budget is None:
+            return
+        budget, self._keyframe_budget = self._keyframe_budget, None
+        cfg = self.encoder.cfg
+        self.encoder.cfg = replace(cfg, keyframe=replace(cfg.keyframe, max_bytes=budget))
+        self.encoder.request_keyframe(f"key-frame budget {budget} B")
+
+    async def encode_and_send(self, img, source_index: int | None = None, captured_at: float | None = None) -> None:
         # The encoder (landmarks, AV1 key frames) takes tens of ms: a thread keeps SCTP serviced meanwhile.
+        self._apply_settings()
+        index = self.encoder.stats.frames
+        self.captured[index] = (index if source_index is None else source_index,
+                                time.monotonic() if captured_at is None else captured_at)
         packets = await asyncio.to_thread(self.encoder.encode_frame, img)
         self.send_packets(packets)
 
     def end(self) -> None:
-        self._pending_reliable.append(self.encoder.end())
+        self.reliable.add(self.encoder.end())
         self.flush()
+
+
+class FrameSlot:
+    """The newest captured frame, waiting for the encoder: a frame the encoder has not taken by the
+    time the next one arrives is dropped (counted), so a slow encoder never builds a queue."""
+
+    def __init__(self) -> None:
+        self._item: tuple[int, float, object] | None = None
+        self._ready = asyncio.Event()
+        self.closed = False
+        self.captured = 0
+        self.dropped = 0
+
+    def put(self, index: int, img) -> None:
+        if self._item is not None:
+            self.dropped += 1
+        self._item = (index, time.monotonic(), img)
+        self.captured += 1
+        self._ready.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._ready.set()
+
+    async def get(self) -> tuple[int, float, object] | None:
+        """(source index, capture time, image), or None once closed and empty."""
+        while self._item is None:
+            if self.closed:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        item, self._item = self._item, None
+        return item
+
+
+async def encode_loop(sender: CallSender, slot: FrameSlot) -> None:
+    """Encode whatever the slot holds, newest first, until it is closed."""
+    while (item := await slot.get()) is not None:
+        index, captured_at, img = item
+        await sender.encode_and_send(img, index, captured_at)
 
 
 # ---------------------------------------------------------------- receiver
@@ -273,6 +350,12 @@ class CallReceiver:
         self._keys_seen = 0
         self._last_request = -1e9
         self._timer: asyncio.TimerHandle | None = None
+        # Decoding (warp synthesis, AV1 key frames) runs in one worker thread, in packet order, so
+        # the event loop keeps servicing SCTP (SACKs, retransmissions) meanwhile.
+        self._queue: deque[Packet] = deque()
+        self._pump_task: asyncio.Future | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="call-decoder")
+        self.ready_at: dict[int, float] = {}  # frame index -> time.monotonic() it came out of the decoder
         control.on("message", lambda m: self._on_message(CONTROL, m))
         structure.on("message", lambda m: self._on_message(STRUCTURE, m))
 
@@ -327,13 +410,11 @@ class CallReceiver:
     def _add(self, p: Packet, now: float) -> None:
         p.frame = unwrap_frame(p.frame, max(self._highest, self._next - 1, 0))
         if p.frame < self._next:
-            if p.type == PacketType.TEXTURE and self.decoder is not None:
-                self._decode(p)  # a colour update still applies to the frames after it
-            elif p.type != PacketType.END:
+            if p.type in (PacketType.TEXTURE, PacketType.END) and self.decoder is not None:
+                self._enqueue(p)  # a colour update still applies to the frames after it
+            else:
                 self.stats.late_packets += 1
                 log.info("packet %s of frame %d arrived after its playout; dropped", p.type.name, p.frame)
-            if p.type == PacketType.END:
-                self.ended.set()
             return
         if p.frame > self._highest:
             for f in range(max(self._highest, self._next), p.frame):
@@ -355,7 +436,7 @@ class CallReceiver:
             if self._frame_ready(f):
                 # Encoder order (key, structure, texture) whichever channel each came on.
                 for p in sorted(self._pending.pop(f), key=lambda p: _ORDER[p.type]):
-                    self._decode(p)
+                    self._enqueue(p)
             else:
                 seen = self._later_seen_at.get(f)
                 if seen is None or now - seen < self.playout_delay:
@@ -384,7 +465,20 @@ class CallReceiver:
         except Exception:
             log.exception("playout failed")
 
-    def _decode(self, p: Packet) -> None:
+    def _enqueue(self, p: Packet) -> None:
+        self._queue.append(p)
+        if self._pump_task is None or self._pump_task.done():
+            self._pump_task = asyncio.ensure_future(self._pump())
+
+    async def _pump(self) -> None:
+        while self._queue:
+            p = self._queue.popleft()
+            try:
+                await self._decode(p)
+            except Exception:  # a decoder bug must cost a frame, not the call
+                log.exception("decoding packet %s of frame %d failed", p.type.name, p.frame)
+
+    async def _decode(self, p: Packet) -> None:
         assert self.decoder is not None
         if p.type == PacketType.END:
             self._conceal_until(p.frame)
@@ -392,7 +486,8 @@ class CallReceiver:
             return
         if p.type == PacketType.KEYFRAME:
             self._keys_seen += 1
-        for f in self.decoder.decode(p):
+        frames = await asyncio.get_running_loop().run_in_executor(self._executor, self.decoder.decode, p)
+        for f in frames:
             self._show(f)
         self._check_sync()
 
@@ -410,6 +505,7 @@ class CallReceiver:
         if self.stats.first_frame_at is None:
             self.stats.first_frame_at = now
         self.stats.last_frame_at = now
+        self.ready_at[f.index] = now
         self._concealed_run = self._concealed_run + 1 if f.concealed else 0
         self.frames.append(f)
         if self.on_frame is not None:
@@ -437,28 +533,51 @@ class CallReceiver:
         log.info("key frame requested: %s", reason)
         return True
 
-    def finish(self) -> None:
-        """Play out whatever is left (end of call): missing frames are skipped, not waited for."""
+    async def finish(self) -> None:
+        """Play out whatever is left (end of call): missing frames are skipped, not waited for;
+        returns once the decoder has worked through everything released."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         for f in list(self._later_seen_at):
             self._later_seen_at[f] = -1e9
         self._release()
+        while self._pump_task is not None and not self._pump_task.done():
+            await self._pump_task
+        self._executor.shutdown(wait=False)
 
 
 _ORDER = {PacketType.KEYFRAME: 0, PacketType.STRUCTURE: 1, PacketType.TEXTURE: 2, PacketType.END: 3}
 
 
-async def send_frames(sender: CallSender, frames, fps: float = 25.0, pace: bool = True) -> None:
-    """Encode and send frames live at `fps` (a late frame goes at once: the encoder sets the pace then)."""
+async def send_frames(sender: CallSender, frames, fps: float = 25.0, pace: bool = True,
+                      drop_late: bool = True) -> FrameSlot | None:
+    """Play `frames` as a live camera at `fps` into the encoder, then send the end packet.
+
+    With `drop_late` frames the encoder is still busy with are dropped at capture (newest wins),
+    as a camera would; without it every frame is encoded and a late one goes at once (tests that
+    compare frame for frame). Returns the capture slot (its drop count) when dropping.
+    """
     loop = asyncio.get_running_loop()
     t0 = loop.time()
-    for i, img in enumerate(frames):
-        if pace:
+    if not drop_late:
+        for i, img in enumerate(frames):
+            if pace:
+                await asyncio.sleep(max(0.0, t0 + i / fps - loop.time()))
+            await sender.encode_and_send(img, i)
+        sender.end()
+        return None
+    slot = FrameSlot()
+    encoding = asyncio.ensure_future(encode_loop(sender, slot))
+    try:
+        for i, img in enumerate(frames):
             await asyncio.sleep(max(0.0, t0 + i / fps - loop.time()))
-        await sender.encode_and_send(img)
+            slot.put(i, img)
+    finally:
+        slot.close()
+        await encoding
     sender.end()
+    return slot
 
 
 async def drain(channels: list[RTCDataChannel], timeout: float = 5.0) -> None:
