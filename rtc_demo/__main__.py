@@ -60,7 +60,8 @@ async def send(args: argparse.Namespace) -> int:
         sock = impair_pc(pc, impairment_from_args(args))
         sender.send_header(sender.encoder.header())
         t0 = time.monotonic()
-        slot = await asyncio.wait_for(send_frames(sender, frames, cfg.fps), 30 + len(frames))
+        slot = await asyncio.wait_for(send_frames(sender, frames, cfg.fps, drop_late=not args.every_frame),
+                                      30 + len(frames))
         secs = time.monotonic() - t0
         await drain([control, structure])
         await asyncio.sleep(0.3)  # let the last SACKs and a late key-frame request come in
@@ -174,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--port", type=int, default=8765)
     s.add_argument("--frames-per-message", type=int, default=1)
     s.add_argument("--max-frames", type=int, default=None)
+    s.add_argument("--every-frame", action="store_true",
+                   help="encode every frame of the file even when the encoder falls behind real time "
+                        "(default: drop at capture, newest wins, as a camera would)")
     r = sub.add_parser("receive", help="serve POST /offer, decode, record")
     r.add_argument("--host", default="127.0.0.1")
     r.add_argument("--port", type=int, default=8765)

@@ -104,7 +104,8 @@ class Stats:
     """Per-second rates from the hop's counters."""
 
     def __init__(self, hop: Hop) -> None:
-        self.hop, self.t, self.prev = hop, time.monotonic(), self._counts()
+        self.hop = hop
+        self.t, self.prev = time.monotonic(), self._counts()
 
     def _counts(self) -> dict[str, float]:
         h = self.hop
@@ -152,17 +153,20 @@ class Session:
 
     async def _camera(self, track: MediaStreamTrack) -> None:
         await self.hop.start()
+        log.info("data-channel hop up; encoding the page's camera")
         self.tasks.append(asyncio.ensure_future(self._stats_loop()))
         size, i = self.hop.cfg.size, 0
         while True:
             try:
                 frame = await track.recv()
-            except Exception:  # MediaStreamError: the page went away
+            except Exception as exc:  # MediaStreamError: the page went away
+                log.info("camera track ended after %d frames: %r", i, exc)
                 return
             self.hop.slot.put(i, square_crop(frame.to_ndarray(format="rgb24"), size))
             i += 1
 
     def _on_channel(self, channel) -> None:
+        log.info("page data channel %r", channel.label)
         self.channel = channel
         channel.on("message", self._on_message)
 
@@ -177,11 +181,16 @@ class Session:
             log.warning("message from the page dropped: %s", exc)
 
     async def _stats_loop(self) -> None:
-        stats = Stats(self.hop)
-        while True:
-            await asyncio.sleep(1.0)
-            if self.channel is not None and self.channel.readyState == "open":
-                self.channel.send(json.dumps(stats.report()))
+        try:
+            stats = Stats(self.hop)
+            while True:
+                await asyncio.sleep(1.0)
+                if self.channel is not None and self.channel.readyState == "open":
+                    self.channel.send(json.dumps(stats.report()))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug here must show, not silently end the page's stats
+            log.exception("stats loop failed")
 
     async def _on_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):

@@ -98,13 +98,14 @@ def read_frames(path: str | Path, max_frames: int | None = None) -> np.ndarray:
     return np.stack(out)
 
 
-_LOSSLESS = {".mkv": ("ffv1", "bgr0"), ".y4m": ("rawvideo", "yuv444p")}
+_LOSSLESS = {".mkv": ("ffv1", "bgr0"), ".y4m": ("rawvideo", "yuv420p")}
 
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 25.0, crf: int = 16) -> int:
     """Write RGB frames; the extension picks the format.
 
-    .mp4: H.264 for viewing; .mkv: FFV1 (lossless RGB); .y4m: 4:4:4 raw;
+    .mp4: H.264 for viewing; .mkv: FFV1 (lossless RGB); .y4m: raw 4:2:0 (the only
+    chroma layout many y4m readers accept, Chromium's fake camera among them);
     a path without extension (or ending in '/'): a folder of PNGs.
     """
     path = Path(path)
