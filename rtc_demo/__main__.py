@@ -50,7 +50,8 @@ async def send(args: argparse.Namespace) -> int:
         allow_loopback_candidates()
     pc = create_pc()
     control, structure = open_channels(pc)
-    sender = CallSender(control, structure, SessionEncoder(cfg), frames_per_message=args.frames_per_message)
+    sender = CallSender(control, structure, SessionEncoder(cfg.for_live()),
+                        frames_per_message=args.frames_per_message, redundancy=args.redundancy)
     try:
         await pc.setLocalDescription(await pc.createOffer())
         await pc.setRemoteDescription(await post_offer(args.host, args.port, pc.localDescription))
@@ -174,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8765)
     s.add_argument("--frames-per-message", type=int, default=1)
+    s.add_argument("--redundancy", type=int, default=2,
+                   help="structure messages repeat the packets of the previous N messages (0..4)")
     s.add_argument("--max-frames", type=int, default=None)
     s.add_argument("--every-frame", action="store_true",
                    help="encode every frame of the file even when the encoder falls behind real time "

@@ -68,7 +68,7 @@ class Hop:
         self.a, self.b = create_pc(), create_pc()
         ca, sa = open_channels(self.a)
         cb, sb = open_channels(self.b)
-        self.tx = CallSender(ca, sa, SessionEncoder(self.cfg))
+        self.tx = CallSender(ca, sa, SessionEncoder(self.cfg.for_live()))
         self.rx = CallReceiver(cb, sb, on_frame=self._frame)
         self.channels = (ca, sa, cb, sb)
         self.latencies: list[float] = []

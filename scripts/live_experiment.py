@@ -61,13 +61,14 @@ def warm_up(enc: SessionEncoder, img: np.ndarray) -> None:
 async def run_call(frames: np.ndarray, cfg, cond: dict, playout_delay_ms: float) -> dict:
     allow_loopback_candidates()
     imp = Impairment.from_dict(cond.get("impairment"))
-    enc = SessionEncoder(cfg)
+    enc = SessionEncoder(cfg.for_live())
     warm_up(enc, frames[0])
     a, b = create_pc(), create_pc()
     ca, sa = open_channels(a)
     cb, sb = open_channels(b)
     rx = CallReceiver(cb, sb, playout_delay_ms=playout_delay_ms)
-    tx = CallSender(ca, sa, enc, frames_per_message=int(cond.get("frames_per_message", 1)))
+    tx = CallSender(ca, sa, enc, frames_per_message=int(cond.get("frames_per_message", 1)),
+                    redundancy=int(cond.get("redundancy", 2)))
     try:
         await connect_in_process(a, b)
         for ch in (ca, sa, cb, sb):
@@ -124,7 +125,8 @@ def call_metrics(res: dict, frames: np.ndarray, fps: float) -> dict:
         "latency_ms_max": float(lat.max()) if len(lat) else None,
         "longest_freeze_ms": float(gaps.max()),
         "corrupted_frames": corrupted, "keyframes": tx.encoder.stats.keyframes,
-        "keyframe_requests": rx.stats.keyframe_requests, "skipped_frames": rx.stats.skipped_frames,
+        "keyframe_requests": rx.stats.keyframe_requests, "intra_requests": rx.stats.intra_requests,
+        "redundant_packets": rx.stats.redundant_packets, "skipped_frames": rx.stats.skipped_frames,
         "late_packets": rx.stats.late_packets,
         "payload_kbps_fwd": sent_payload * 8 / secs / 1000, "payload_kbps_back": back_payload * 8 / secs / 1000,
         "wire_kbps_fwd": res["sock_tx"]["wire_bytes_sent"] * 8 / secs / 1000,
@@ -136,6 +138,25 @@ def call_metrics(res: dict, frames: np.ndarray, fps: float) -> dict:
         "call_secs": secs, "load_before": res["load"][0], "load_after": res["load"][1],
         "_lat": lat.tolist(),
     }
+
+
+def combine_runs(runs: list[dict]) -> dict:
+    """Repeated calls of one condition: latency percentiles over all their frames, the worst freeze
+    and every corrupted frame, medians of the rates and frame counts, means of the quality scores."""
+    lat = np.concatenate([np.asarray(r["_lat"]) for r in runs])
+    out = {k: float(np.median([r[k] for r in runs])) for k, v in runs[0].items()
+           if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    out.update({k: int(round(out[k])) for k, v in runs[0].items() if isinstance(v, int) and not isinstance(v, bool)})
+    out.update(
+        latency_ms_p50=float(np.median(lat)) if len(lat) else None,
+        latency_ms_p95=float(np.percentile(lat, 95)) if len(lat) else None,
+        latency_ms_max=float(lat.max()) if len(lat) else None,
+        longest_freeze_ms=max(r["longest_freeze_ms"] for r in runs),
+        corrupted_frames=sum(r["corrupted_frames"] for r in runs),
+        quality={k: float(np.mean([r["quality"][k] for r in runs])) for k in runs[0]["quality"]},
+        runs=len(runs), run_p50s=[round(r["latency_ms_p50"]) if r["latency_ms_p50"] else None for r in runs],
+        _lat=lat.tolist())
+    return out
 
 
 def displayed_timeline(tx: CallSender, rx: CallReceiver, n: int, size: int) -> list[np.ndarray]:
@@ -198,7 +219,9 @@ def fmt(v, spec: str = ".1f") -> str:
 def write_md(out: Path, rows: list[dict], file_q: dict, freeze_q: dict, meta: dict, pngs: list[str]) -> None:
     L = [f"# Live call over WebRTC data channels", "",
          f"- date: {meta['date']}", f"- machine: {meta['machine']}", f"- command: `{meta['command']}`",
-         f"- clip: `{meta['clip']}`, {meta['frames']} frames, 256x256, 25 fps, played in real time",
+         f"- clip: `{meta['clip']}`, {meta['frames']} frames, 256x256, 25 fps, played in real time, "
+         f"{meta['repeats']} call(s) per condition: latency percentiles over all their frames, the longest "
+         "freeze and all corrupted frames of any of them, medians of rates and frame counts, mean quality",
          f"- load average (1 min) at start {meta['load_start']:.2f}, at end {meta['load_end']:.2f} "
          f"on {os.cpu_count()} cores — the machine is shared with other jobs; latency and fps below include "
          f"waiting for the CPU",
@@ -212,15 +235,16 @@ def write_md(out: Path, rows: list[dict], file_q: dict, freeze_q: dict, meta: di
          "displayed for it (the newest decoded frame not later than it), face region = box around the coded "
          "landmarks, 128x128. Corrupted = a decoded frame that differs from an offline decode of the same "
          "packets (>0.5% of pixels or mean >0.05 levels).", "",
-         "| condition | impairment | frames/msg | p50 ms | p95 ms | fps encoded | fps shown | decoded / source "
-         "| longest freeze ms | corrupted | key frames (requests) | payload kbps → | wire kbps → | wire kbps ← "
+         "| condition | impairment | frames/msg (redundancy) | p50 ms | p95 ms | p50 of each call | fps encoded | fps shown | decoded / source "
+         "| longest freeze ms | corrupted | key frames (key / intra requests) | payload kbps → | wire kbps → | wire kbps ← "
          "| datagrams dropped by impairment |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        L.append(f"| {r['name']} | {r['impairment']} | {r['frames_per_message']} | {fmt(r['latency_ms_p50'])} | "
-                 f"{fmt(r['latency_ms_p95'])} | {r['fps_encoded']:.1f} | {r['fps_shown']:.1f} | "
+        L.append(f"| {r['name']} | {r['impairment']} | {r['frames_per_message']} ({r['redundancy']}) | "
+                 f"{fmt(r['latency_ms_p50'])} | "
+                 f"{fmt(r['latency_ms_p95'])} | {', '.join(map(str, r['run_p50s']))} | {r['fps_encoded']:.1f} | {r['fps_shown']:.1f} | "
                  f"{r['frames_decoded']} / {r['frames_source']} | {r['longest_freeze_ms']:.0f} | "
-                 f"{r['corrupted_frames']} | {r['keyframes']} ({r['keyframe_requests']}) | "
+                 f"{r['corrupted_frames']} | {r['keyframes']} ({r['keyframe_requests']} / {r['intra_requests']}) | "
                  f"{r['payload_kbps_fwd']:.2f} | {r['wire_kbps_fwd']:.1f} | {r['wire_kbps_back']:.1f} | "
                  f"{r['impairment_drops']} / {r['impairment_offered']} |")
     L += ["", "## Quality of what the receiver displayed", "",
@@ -293,14 +317,19 @@ def main() -> int:
     freeze_q = quality(lp, frames, [file_imgs[0]] * n, boxes, idx)
     rows = []
     conds = [c for c in exp["conditions"] if not args.only or c["name"] in args.only]
-    for cond in tqdm(conds, desc="conditions", unit="call"):
-        res = asyncio.run(run_call(frames, cfg, cond, float(exp.get("playout_delay_ms", 40))))
-        m = call_metrics(res, frames, cfg.fps)
+    repeats = int(exp.get("repeats", 1))
+    for cond in tqdm(conds, desc="conditions", unit="condition"):
+        runs = []
+        for _ in range(repeats):
+            res = asyncio.run(run_call(frames, cfg, cond, float(exp.get("playout_delay_ms", 40))))
+            m = call_metrics(res, frames, cfg.fps)
+            m["quality"] = quality(lp, frames, displayed_timeline(res["tx"], res["rx"], n, cfg.size), boxes, idx)
+            runs.append(m)
+        m = combine_runs(runs)
         m.update(name=cond["name"], frames_per_message=int(cond.get("frames_per_message", 1)),
-                 impairment=res["impairment"].describe())
-        m["quality"] = quality(lp, frames, displayed_timeline(res["tx"], res["rx"], n, cfg.size), boxes, idx)
-        tqdm.write(f"{cond['name']}: p50 {fmt(m['latency_ms_p50'])} ms p95 {fmt(m['latency_ms_p95'])} ms, "
-                   f"{m['fps_shown']:.1f} fps shown, freeze {m['longest_freeze_ms']:.0f} ms, "
+                 redundancy=int(cond.get("redundancy", 2)), impairment=res["impairment"].describe())
+        tqdm.write(f"{cond['name']}: p50 {fmt(m['latency_ms_p50'])} ms p95 {fmt(m['latency_ms_p95'])} ms "
+                   f"(run p50s {m['run_p50s']}), {m['fps_shown']:.1f} fps shown, freeze {m['longest_freeze_ms']:.0f} ms, "
                    f"corrupted {m['corrupted_frames']}, LPIPS {m['quality']['lpips']:.4f}, "
                    f"wire {m['wire_kbps_fwd']:.1f}/{m['wire_kbps_back']:.1f} kbps, load {m['load_after']:.1f}")
         rows.append(m)
@@ -311,7 +340,7 @@ def main() -> int:
             "machine": f"{platform.node()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                        f"Python {platform.python_version()}",
             "command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "clip": clip.name, "frames": n,
-            "metric_every": every, "load_start": load_start, "load_end": os.getloadavg()[0],
+            "metric_every": every, "repeats": repeats, "load_start": load_start, "load_end": os.getloadavg()[0],
             "checks": floor_checks(rows, file_q)}
     write_md(out, rows, file_q, freeze_q, meta, pngs)
     (out / "live_call.json").write_text(json.dumps(

@@ -22,6 +22,10 @@ class ConfigError(StreamcodecError):
 class KeyframeConfig:
     codec: str = "av1"
     max_bytes: int = 3000
+    # Encoder effort (SVT-AV1 preset; other still codecs ignore it). It changes only how hard the
+    # encoder searches, not the bitstream: any decoder reads either.
+    preset: int = 1
+    live_preset: int = 8  # calls: a key frame must not stall the stream for seconds
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,10 @@ class SessionConfig:
 
     def with_overrides(self, **kw: Any) -> "SessionConfig":
         return replace(self, **kw)
+
+    def for_live(self) -> "SessionConfig":
+        """The settings a live call encodes with: the key-frame encoder at its live preset."""
+        return replace(self, keyframe=replace(self.keyframe, preset=self.keyframe.live_preset))
 
 
 def _build(cls, data: dict[str, Any], where: str):

@@ -81,7 +81,7 @@ class SessionEncoder:
         st = StructureConfig.from_header(cfg.structure.num_coeffs,
                                          [float(np.float32(v)) for v in cfg.structure.to_header()])
         self.coder = StructureCoder(self.basis, st, cfg.size)
-        self.still = get_codec(cfg.keyframe.codec)
+        self.still = get_codec(cfg.keyframe.codec, cfg.keyframe.preset)
         self.texture_codec = ColourStatsCodec()
         self.segmenter = PersonSegmenter()
         self.synth = get_synthesizer("warp")  # closed-loop copy of the receiver, for drift checks
@@ -109,6 +109,11 @@ class SessionEncoder:
     def request_keyframe(self, reason: str = "requested") -> None:
         """Called by a transport when the receiver lost its reference."""
         self._force_key = reason
+
+    def request_intra(self) -> None:
+        """Called by a transport when the receiver lost the structure prediction chain: the next
+        structure packet is intra (no key frame needed)."""
+        self._last_intra = -10 ** 9
 
     def _count(self, packets: list[Packet]) -> list[Packet]:
         for p in packets:
@@ -257,6 +262,11 @@ class SessionDecoder:
         self._synced = False
         self.errors: list[str] = []
         self.needs_keyframe = False
+
+    @property
+    def synced(self) -> bool:
+        """False from a lost structure packet until the next intra one: inter packets cannot decode."""
+        return self._synced
 
     def _blank(self) -> np.ndarray:
         return np.zeros((self.size, self.size, 3), np.uint8)

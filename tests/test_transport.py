@@ -53,7 +53,9 @@ def test_loss_and_keyframe_request(talking_frames, cfg):
         try:
             enc = SessionEncoder(cfg10)
             # Deterministic ~10% structure loss; reliable message 0 is the first key frame: withheld.
-            tx = CallSender(ca, sa, enc, drop_structure=lambda i: i % 10 == 4, drop_reliable=lambda i: i == 0)
+            # No redundancy: every lost message must break the chain, to test concealment and resync.
+            tx = CallSender(ca, sa, enc, drop_structure=lambda i: i % 10 == 4, drop_reliable=lambda i: i == 0,
+                            redundancy=0)
             tx.send_header(enc.header())
             await asyncio.wait_for(send_frames(tx, frames, cfg10.fps, drop_late=False), 120)
             await drain([ca, sa])
@@ -98,8 +100,47 @@ def test_loss_and_keyframe_request(talking_frames, cfg):
     assert compared >= 8  # ~4 losses each hold up to the next intra packet (every 10 frames)
     assert any(got[i].concealed for i in range(keys[1], len(frames))), "injected loss shows after the key"
     assert tx.stats[STRUCTURE].messages_sent == len(frames) - len(keys) - tx.dropped_structure_messages
-    assert tx.stats[CONTROL].messages_received == len(tx.keyframe_requests)
+    received = tx.stats[CONTROL].messages_received + tx.stats[STRUCTURE].messages_received
+    assert received == len(tx.keyframe_requests) + tx.intra_requests
+    # A broken chain asks for an intra structure packet, not a key frame.
+    assert tx.intra_requests >= 1 and rx.stats.intra_requests == tx.intra_requests
     assert wire is not None and wire["bytes_sent"] > tx.stats[CONTROL].bytes_sent + tx.stats[STRUCTURE].bytes_sent
+
+
+def test_redundancy_repairs_single_losses_without_a_freeze(talking_frames, cfg):
+    """Each structure message repeats the previous one: every third message is lost, yet every
+    frame after the key frame decodes, equal to a lossless decode, with no request at all."""
+    frames = talking_frames[:30]
+
+    async def call():
+        a, b, (ca, sa), rx = await _pair()
+        try:
+            enc = SessionEncoder(cfg)
+            tx = CallSender(ca, sa, enc, drop_structure=lambda i: i % 3 == 1, redundancy=1)
+            tx.send_header(enc.header())
+            await asyncio.wait_for(send_frames(tx, frames, cfg.fps, drop_late=False), 120)
+            await drain([ca, sa])
+            await asyncio.wait_for(rx.ended.wait(), 10)
+            await rx.finish()
+            return tx, rx
+        finally:
+            await a.close()
+            await b.close()
+
+    tx, rx = asyncio.run(asyncio.wait_for(call(), 150))
+    assert tx.dropped_structure_messages >= 8
+    got = {f.index: f for f in rx.frames}
+    assert sorted(got) == list(range(len(frames)))
+    # The last message has no successor to repair it: its frame may be held at the end.
+    concealed = [i for i, f in got.items() if f.concealed]
+    assert concealed in ([], [len(frames) - 1]), concealed
+    ref = _lossless(tx.encoder.header(), tx.sent_packets)
+    for i, f in got.items():
+        if not f.concealed:
+            d = np.abs(f.image.astype(np.int16) - ref[i])
+            assert (d > 0).mean() < 0.005 and d.mean() < 0.05, f"frame {i} differs from the lossless decode"
+    assert rx.stats.redundant_packets > 0
+    assert not tx.keyframe_requests and tx.intra_requests == 0, (rx.decoder.errors, tx.unreliable.dropped_frames)
 
 
 def test_malformed_and_oversized_messages_are_dropped(talking_frames, cfg, caplog):

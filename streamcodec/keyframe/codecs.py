@@ -228,8 +228,10 @@ _AV1_TD = b"\x12\x00"
 class Av1Codec:
     """AV1 intra picture: libsvtav1 encode, libdav1d decode, raw OBUs.
 
-    preset 1 is the slowest preset that encodes 256x256 in < 0.5 s on 2 cores
-    (measured ~0.2 s; preset 0 ~0.9 s for +0.2 dB). tune=3 is SVT-AV1's "IQ"
+    preset 1 (files) is the slowest preset that encodes 256x256 in < 0.5 s on 2 cores
+    (measured 0.2-0.6 s by content; preset 0 ~0.9 s for +0.2 dB). Calls use a faster one
+    (``keyframe.live_preset``): an encode takes ~0.06 s at preset 6, ~0.03 s at 8, and rate control
+    runs 3-7 of them. tune=3 is SVT-AV1's "IQ"
     still-image tune (as used for AVIF); on faces it beat the default tune by
     ~0.1-0.4 dB PSNR at equal bytes at preset 4 and is 5x faster to encode.
     """
@@ -240,8 +242,12 @@ class Av1Codec:
     # crf 0 means "unset" to FFmpeg's libsvtav1 wrapper (it falls back to the
     # default crf), so the best usable setting is crf 1.
     max_quality = 62
-    preset = 1
     _fmt = _Yuv(10, True)
+
+    def __init__(self, preset: int = 1) -> None:
+        if not 0 <= preset <= 13:
+            raise ValueError(f"SVT-AV1 preset must be 0..13, got {preset}")
+        self.preset = preset
 
     def encode(self, img: np.ndarray, quality: int) -> bytes:
         _check_image(img)
@@ -358,7 +364,15 @@ CODECS: dict[int, StillCodec] = {c.codec_id: c for c in (Av1Codec(), WebpCodec()
 _BY_NAME: dict[str, StillCodec] = {c.name: c for c in CODECS.values()}
 
 
-def get_codec(name_or_id: str | int) -> StillCodec:
+def get_codec(name_or_id: str | int, preset: int | None = None) -> StillCodec:
+    """The still codec by name or id; `preset` sets the encoder effort of codecs that have one."""
+    codec = _lookup(name_or_id)
+    if preset is not None and isinstance(codec, Av1Codec) and preset != codec.preset:
+        return Av1Codec(preset)
+    return codec
+
+
+def _lookup(name_or_id: str | int) -> StillCodec:
     if isinstance(name_or_id, (int, np.integer)) and not isinstance(name_or_id, bool):
         codec = CODECS.get(int(name_or_id))
     else:

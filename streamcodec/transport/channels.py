@@ -124,6 +124,8 @@ def transport_bytes(pc: RTCPeerConnection) -> dict[str, int] | None:
 
 # Decides, per outgoing structure message (0, 1, 2, ...), whether to drop it before send: loss injection.
 DropFn = Callable[[int], bool]
+# A key-frame request within this long after a key frame was sent is taken as asking for that one.
+KEYFRAME_GUARD_S = 0.3
 
 
 class Outbox:
@@ -131,14 +133,23 @@ class Outbox:
 
     `drop` (loss injection for tests) decides per message sequence number whether the message is
     withheld; the frames it carried are remembered so a test can tell which frames were lost.
+
+    `redundancy` n > 0 repeats the packets of the previous n messages in each message (RFC 2198
+    style): a single lost message is repaired by the next one, with no round trip and no freeze.
+    Structure packets are ~20 B against ~93 B of per-message overhead, so a copy is cheap on the wire.
     """
 
-    def __init__(self, channel: RTCDataChannel, stats: ChannelStats, drop: DropFn | None = None) -> None:
+    def __init__(self, channel: RTCDataChannel, stats: ChannelStats, drop: DropFn | None = None,
+                 redundancy: int = 0) -> None:
+        if not 0 <= redundancy <= 4:
+            raise ValueError("redundancy must be 0..4 messages")
         self.channel, self.stats, self.drop = channel, stats, drop
         self.pending: list[Packet] = []
         self.seq = 0
         self.dropped_messages = 0
         self.dropped_frames: list[int] = []
+        self._recent: deque[list[Packet]] = deque(maxlen=redundancy or 1)
+        self.redundancy = redundancy
 
     def add(self, p: Packet) -> None:
         self.pending.append(p)
@@ -147,12 +158,19 @@ class Outbox:
         if not self.pending:
             return
         packets, self.pending = self.pending, []
+        copies = [p for msg in self._recent for p in msg] if self.redundancy else []
+        if self.redundancy:
+            self._recent.append(packets)
         seq, self.seq = self.seq, self.seq + 1
         if self.drop and self.drop(seq):
             self.dropped_messages += 1
             self.dropped_frames += [p.frame for p in packets]
             return
-        send_message(self.channel, self.stats, pack_packets(packets))
+        send_message(self.channel, self.stats, pack_packets(copies + packets))
+
+    def forget(self) -> None:
+        """No copies across a key frame: what came before it is of no use after it."""
+        self._recent.clear()
 
 
 def send_message(channel: RTCDataChannel, stats: ChannelStats, msg: bytes | str) -> None:
@@ -168,7 +186,7 @@ class CallSender:
 
     def __init__(self, control: RTCDataChannel, structure: RTCDataChannel, encoder: SessionEncoder,
                  frames_per_message: int = 1, drop_structure: DropFn | None = None,
-                 drop_reliable: DropFn | None = None) -> None:
+                 drop_reliable: DropFn | None = None, redundancy: int = 2) -> None:
         if not 1 <= frames_per_message <= 16:
             raise ValueError("frames_per_message must be 1..16")
         self.control, self.structure = control, structure
@@ -176,15 +194,21 @@ class CallSender:
         self.frames_per_message = frames_per_message
         self.stats = {CONTROL: ChannelStats(), STRUCTURE: ChannelStats()}
         self.reliable = Outbox(control, self.stats[CONTROL], drop_reliable)  # e.g. withhold the first key frame
-        self.unreliable = Outbox(structure, self.stats[STRUCTURE], drop_structure)
+        self.unreliable = Outbox(structure, self.stats[STRUCTURE], drop_structure, redundancy)
         self.keyframe_requests: list[dict] = []
+        self.intra_requests = 0
+        self.keyframe_requests_ignored = 0
+        self._last_key_sent = -1e9
         self.sent_packets: list[Packet] = []  # everything the encoder produced, for lossless comparisons
         # stream frame index -> (source frame index, capture time.monotonic()): frames dropped at
         # capture leave gaps in the source indices; the receiver's frame indices are stream indices.
         self.captured: dict[int, tuple[int, float]] = {}
         self._pending_frames = 0
         self._keyframe_budget: int | None = None  # a bitrate change, applied before the next encode
-        control.on("message", self._on_control)
+        control.on("message", lambda m: self._on_control(CONTROL, m))
+        # Requests come on the unordered structure channel: on the ordered reliable one a lost
+        # datagram holds them back for SCTP's retransmission timeout (>= 1 s).
+        structure.on("message", lambda m: self._on_control(STRUCTURE, m))
 
     @property
     def dropped_structure_messages(self) -> int:
@@ -194,8 +218,8 @@ class CallSender:
     def dropped_reliable_messages(self) -> int:
         return self.reliable.dropped_messages
 
-    def _on_control(self, msg: bytes | str) -> None:
-        self.stats[CONTROL].received(_payload_len(msg))
+    def _on_control(self, channel: str, msg: bytes | str) -> None:
+        self.stats[channel].received(_payload_len(msg))
         try:
             if len(msg) > 4096 or not isinstance(msg, str):
                 raise ValueError("not a short text message")
@@ -207,7 +231,14 @@ class CallSender:
             return
         if req.get("type") == "keyframe_request":
             self.keyframe_requests.append(req)
+            if time.monotonic() - self._last_key_sent < KEYFRAME_GUARD_S:
+                # Requests repeat while the receiver waits; the key frame just sent answers them.
+                self.keyframe_requests_ignored += 1
+                return
             self.encoder.request_keyframe(f"receiver: {req.get('reason', '?')}"[:80])
+        elif req.get("type") == "intra_request":
+            self.intra_requests += 1
+            self.encoder.request_intra()
         else:
             log.warning("unknown control message type %r dropped", req.get("type"))
 
@@ -231,7 +262,9 @@ class CallSender:
         order between them. A key frame is flushed at once (it is what a stalled receiver waits for)."""
         self.sent_packets += packets
         if any(p.type == PacketType.KEYFRAME for p in packets):
+            self._last_key_sent = time.monotonic()
             self.unreliable.flush()  # earlier frames' structure first, so the receiver sees them in order
+            self.unreliable.forget()
             for p in packets:
                 self.reliable.add(p)
             self.reliable.flush()
@@ -314,7 +347,9 @@ class ReceiverStats:
     dropped_messages: int = 0  # malformed or oversized
     late_packets: int = 0  # arrived after their frame was played out (or given up)
     skipped_frames: int = 0  # given up by the playout buffer
+    redundant_packets: int = 0  # copies of structure already received (sender redundancy)
     keyframe_requests: int = 0
+    intra_requests: int = 0
     first_frame_at: float | None = None
     last_frame_at: float | None = None
 
@@ -331,11 +366,15 @@ class CallReceiver:
 
     def __init__(self, control: RTCDataChannel, structure: RTCDataChannel, playout_delay_ms: float = 40.0,
                  out_of_sync_frames: int = 8, request_interval_ms: float = 500.0,
+                 intra_request_interval_ms: float = 100.0,
                  on_frame: Callable[[DecodedFrame], None] | None = None) -> None:
         self.control, self.structure = control, structure
         self.playout_delay = playout_delay_ms / 1000.0
         self.out_of_sync_frames = out_of_sync_frames
         self.request_interval = request_interval_ms / 1000.0
+        self.intra_request_interval = intra_request_interval_ms / 1000.0
+        self._last_intra_request = -1e9
+        self._structure_seen: set[int] = set()  # frames whose structure arrived (drops redundant copies)
         self.on_frame = on_frame
         self.header: Header | None = None
         self.decoder: SessionDecoder | None = None
@@ -409,6 +448,13 @@ class CallReceiver:
 
     def _add(self, p: Packet, now: float) -> None:
         p.frame = unwrap_frame(p.frame, max(self._highest, self._next - 1, 0))
+        if p.type == PacketType.STRUCTURE:
+            if p.frame in self._structure_seen:
+                self.stats.redundant_packets += 1
+                return
+            self._structure_seen.add(p.frame)
+            if len(self._structure_seen) > 512:
+                self._structure_seen = {f for f in self._structure_seen if f >= self._next - 64}
         if p.frame < self._next:
             if p.type in (PacketType.TEXTURE, PacketType.END) and self.decoder is not None:
                 self._enqueue(p)  # a colour update still applies to the frames after it
@@ -522,13 +568,28 @@ class CallReceiver:
             self.request_keyframe("no key frame received")
         elif self._concealed_run > self.out_of_sync_frames:
             self.request_keyframe(f"out of sync: {self._concealed_run} frames without a decoded frame")
+        elif not self.decoder.synced and self._keys_seen > 0 and self._concealed_run > 0:
+            # Lost structure broke the prediction chain, the reference image is fine: an intra
+            # structure packet (tens of bytes) resyncs, a key frame (kilobytes) is not needed.
+            self.request_intra()
+
+    def request_intra(self) -> bool:
+        now = time.monotonic()
+        if now - self._last_intra_request < self.intra_request_interval or self.structure.readyState != "open":
+            return False
+        self._last_intra_request = now
+        self.structure.send(json.dumps({"type": "intra_request"}))  # unreliable: repeated until resynced
+        self.stats.intra_requests += 1
+        log.info("intra structure requested")
+        return True
 
     def request_keyframe(self, reason: str) -> bool:
         now = time.monotonic()
-        if now - self._last_request < self.request_interval or self.control.readyState != "open":
+        if now - self._last_request < self.request_interval or self.structure.readyState != "open":
             return False  # rate limit: the key frame already asked for is probably in flight
         self._last_request = now
-        self.control.send(json.dumps({"type": "keyframe_request", "reason": reason}))
+        # Unreliable and unordered, like intra requests: repeated while the decoder stays out of sync.
+        self.structure.send(json.dumps({"type": "keyframe_request", "reason": reason}))
         self.stats.keyframe_requests += 1
         log.info("key frame requested: %s", reason)
         return True
