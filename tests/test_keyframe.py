@@ -182,3 +182,27 @@ def test_av1_512() -> None:
     out = codec.decode(data)
     assert out.shape == (512, 512, 3) and out.dtype == np.uint8
     assert psnr(img, out) > 36.0
+
+
+def test_svt_av1_leaves_the_thread_scheduling_alone() -> None:
+    """SVT-AV1 as root makes the encoding thread SCHED_FIFO; our wrappers must undo it, or the
+    call's threads turn real-time and starve the event loop on a 2-core machine."""
+    import os
+    import threading
+
+    from streamcodec.eval.baselines import encode
+    from streamcodec.keyframe.codecs import Av1Codec
+
+    img = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    seen: list[int] = []
+
+    def work() -> None:
+        before = os.sched_getscheduler(0)
+        Av1Codec().encode(img, 30)
+        encode(np.stack([img] * 3), "libsvtav1", 50)
+        seen.extend([before, os.sched_getscheduler(0)])
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert seen and seen[0] == seen[1] == os.SCHED_OTHER

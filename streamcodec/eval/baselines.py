@@ -68,7 +68,7 @@ import av
 import cv2
 import numpy as np
 
-from ..keyframe.codecs import _Yuv, rgb_to_yuv420, yuv420_to_rgb
+from ..keyframe.codecs import _Yuv, keep_thread_scheduling, rgb_to_yuv420, yuv420_to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +246,11 @@ def _plane(plane, dtype, w: int, h: int) -> np.ndarray:
 
 def encode(frames: np.ndarray, codec: str, param: int, fps: Fraction = Fraction(FPS)) -> tuple[list[bytes], int]:
     """Encode RGB frames; returns (packets in decode order, number of key-frame packets)."""
+    with keep_thread_scheduling():  # SVT-AV1 would leave this thread real-time
+        return _encode(frames, codec, param, fps)
+
+
+def _encode(frames: np.ndarray, codec: str, param: int, fps: Fraction) -> tuple[list[bytes], int]:
     spec = _codec(codec)
     lo, hi = spec.param_range
     if not lo <= int(param) <= hi:

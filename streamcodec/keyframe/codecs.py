@@ -25,6 +25,8 @@ defines). JPEG goes through libjpeg's own conversion (see JpegCodec).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol, runtime_checkable
@@ -137,7 +139,33 @@ _MAX_SIDE = 4096  # a decoded size beyond this means the header is garbage
 _STRICT = {"err_detect": "crccheck+bitstream+buffer+explode+careful+compliant+aggressive"}
 
 
+@contextmanager
+def keep_thread_scheduling() -> Iterator[None]:
+    """Restores the calling thread's scheduling policy when the block ends.
+
+    SVT-AV1, run as root (as here and in CI), switches the thread that opens an encoder to
+    SCHED_FIFO and leaves it there. Every thread started from it afterwards inherits real-time
+    priority; on two cores a busy real-time thread then starves everything else (the call's event
+    loop stalls, other processes crawl). Wrap every encoder use in this.
+    """
+    try:
+        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    except (AttributeError, OSError):  # not Linux: nothing to restore
+        yield
+        return
+    try:
+        yield
+    finally:
+        if os.sched_getscheduler(0) != policy:
+            os.sched_setscheduler(0, policy, param)
+
+
 def _encode_one(encoder: str, img: np.ndarray, pix_fmt: str, fmt: _Yuv, options: dict[str, str]) -> bytes:
+    with keep_thread_scheduling():
+        return _encode_one_picture(encoder, img, pix_fmt, fmt, options)
+
+
+def _encode_one_picture(encoder: str, img: np.ndarray, pix_fmt: str, fmt: _Yuv, options: dict[str, str]) -> bytes:
     h, w = img.shape[:2]
     cc = av.CodecContext.create(encoder, "w")
     cc.width, cc.height, cc.pix_fmt = w, h, pix_fmt
