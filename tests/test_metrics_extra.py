@@ -194,3 +194,21 @@ def test_identity_distance_same_vs_different_person(keypoints: KeypointDistance,
     a = face_region(frame, pts, size=256, margin=0.3)
     b = face_region(other, pts_other, size=256, margin=0.3)
     assert float(ident(a, b)) > 0.5
+
+
+@pytest.mark.parametrize("metric", ["dists", "lpips_vgg"])
+def test_cached_reference_scores_equal_direct_ones(face256: np.ndarray, dists: DISTS, metric: str) -> None:
+    """The benchmark embeds each clip's reference frames once; the distances must be the same."""
+    from streamcodec.metrics import LPIPS
+
+    net = dists if metric == "dists" else LPIPS("vgg")
+    rng = np.random.default_rng(3)
+    ref = np.stack([face256, np.flip(face256, 1), face256[::-1]] * 3)  # 9 frames: two batches of 8
+    dec = np.clip(ref.astype(np.int16) + rng.integers(-25, 26, ref.shape), 0, 255).astype(np.uint8)
+    direct = net(ref, dec)
+    cached = net(net.reference(ref), dec)
+    assert direct.shape == (9,) and np.all(direct > 0.005)
+    np.testing.assert_allclose(cached, direct, rtol=1e-4, atol=1e-6)
+    assert float(net(net.reference(ref[0]), dec[0])) == pytest.approx(float(direct[0]), rel=1e-4)
+    with pytest.raises(ValueError, match="shape mismatch"):
+        net(net.reference(ref[:4]), dec)

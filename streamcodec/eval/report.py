@@ -138,7 +138,9 @@ def header_lines(cmd: str, bc, seconds: float, n_clips: int) -> list[str]:
         "elementary stream (parameter sets included, x264's settings SEI excluded) for the classical codecs; "
         "the decoded key frame plus stream header for the freeze anchor",
         f"- sampling: PSNR on every frame; LPIPS-alex every {s.lpips_alex}, MS-SSIM every {s.ms_ssim}, "
-        f"keypoint distance every {s.keypoints}, LPIPS-vgg / DISTS / identity every {s.costly} frames",
+        f"keypoint distance every {s.keypoints}, LPIPS-vgg / DISTS / identity every {s.costly} frames, "
+        "each starting at half its step (frame 0 is every codec's key frame); the reference side of the "
+        "network metrics is embedded once per clip",
         "- classical settings: see `streamcodec/eval/baselines.py` (single key frame, slow presets, CRF sweeps, "
         "128x128 and 12.5 fps variants); streamcodec: `configs/default.yaml` with key-frame budgets "
         f"{', '.join(map(str, bc.streamcodec_budgets))} bytes",

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from .lpips import _TAPS, batched_distance, tap_outputs, vgg16_features
+from .lpips import _TAPS, Reference, batched_distance, tap_outputs, vgg16_features
 from .weights import DISTS_CHANNELS, ensure_dists_weights, ensure_lpips_weights
 
 # DISTS normalises its [0, 1] input with the ImageNet statistics itself (unlike
@@ -66,21 +66,19 @@ class DISTSNet(nn.Module):
         self.alpha = nn.Parameter(torch.empty(1, n, 1, 1))
         self.beta = nn.Parameter(torch.empty(1, n, 1, 1))
 
-    def _stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def embed(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """x: (N, 3, H, W) in [0, 1]; the six stages DISTS compares."""
         mean = torch.tensor(_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         return [x, *tap_outputs(self.features, (x - mean) / std, _TAP_LAYERS)]
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """a, b: (N, 3, H, W) in [0, 1]; returns (N,) distances."""
-        n = a.shape[0]
+    def compare(self, sa: list[torch.Tensor], sb: list[torch.Tensor]) -> torch.Tensor:
+        """Distances (N,) between two embeddings of N images each."""
         w_sum = self.alpha.sum() + self.beta.sum()
         alphas = torch.split(self.alpha / w_sum, DISTS_CHANNELS, dim=1)
         betas = torch.split(self.beta / w_sum, DISTS_CHANNELS, dim=1)
-        total = torch.zeros(n, dtype=a.dtype, device=a.device)
-        # One pass over both images halves the per-layer overhead.
-        for feat, alpha, beta in zip(self._stages(torch.cat([a, b])), alphas, betas):
-            fa, fb = feat[:n], feat[n:]
+        total = torch.zeros(sa[0].shape[0], dtype=sa[0].dtype, device=sa[0].device)
+        for fa, fb, alpha, beta in zip(sa, sb, alphas, betas):
             ma, mb = fa.mean((2, 3), keepdim=True), fb.mean((2, 3), keepdim=True)
             structure = (2 * ma * mb + _C1) / (ma * ma + mb * mb + _C1)
             va = ((fa - ma) ** 2).mean((2, 3), keepdim=True)
@@ -89,6 +87,13 @@ class DISTSNet(nn.Module):
             texture = (2 * cov + _C2) / (va + vb + _C2)
             total = total + (alpha * structure + beta * texture).sum(dim=(1, 2, 3))
         return 1.0 - total
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """a, b: (N, 3, H, W) in [0, 1]; returns (N,) distances."""
+        n = a.shape[0]
+        # One pass over both images halves the per-layer overhead.
+        stages = self.embed(torch.cat([a, b]))
+        return self.compare([f[:n] for f in stages], [f[n:] for f in stages])
 
 
 def load_dists_net(vgg: Path | None = None, alpha_beta: Path | None = None) -> DISTSNet:
@@ -120,5 +125,9 @@ class DISTS:
         self.batch_size = batch_size
         self.model = load_dists_net(vgg_weights, alpha_beta).to(self.device)
 
-    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def __call__(self, a: "np.ndarray | Reference", b: np.ndarray) -> np.ndarray:
         return batched_distance(self.model, _to_unit_tensor, a, b, self.batch_size, self.device, "DISTS")
+
+    def reference(self, a: np.ndarray) -> Reference:
+        """The reference images' features, kept to score many decodings of the same frames."""
+        return Reference.of(self.model, _to_unit_tensor, a, self.batch_size, self.device, "DISTS")

@@ -145,3 +145,20 @@ class IdentityDistance:
         refs, decs = _pair(ref, dec)
         d = np.array([self.distance(r, x) for r, x in zip(refs, decs)], dtype=np.float64)
         return d.reshape(()) if ref.ndim == 3 else d
+
+    def reference(self, refs: np.ndarray) -> list[tuple[Any, np.ndarray] | None]:
+        """Per reference frame (N,H,W,3): its face box and embedding (None: no face), computed once
+        to score many decodings of the same frames with :meth:`against`."""
+        out: list[tuple[Any, np.ndarray] | None] = []
+        for r in refs:
+            pts = _mesh_points(self._mesh, r)
+            rect = None if pts is None else self.face_rect(pts, r.shape)
+            out.append(None if rect is None else (rect, self.embedding(r, rect)))
+        return out
+
+    def against(self, reference: list[tuple[Any, np.ndarray] | None], decs: np.ndarray) -> np.ndarray:
+        """(N,) distances of decoded frames to a :meth:`reference` of the same N frames."""
+        if len(reference) != len(decs):
+            raise ValueError(f"{len(reference)} reference frames but {len(decs)} decoded")
+        return np.array([np.nan if r is None else float(np.linalg.norm(r[1] - self.embedding(d, r[0])))
+                         for r, d in zip(reference, decs)], dtype=np.float64)

@@ -98,23 +98,25 @@ class LPIPSNet(nn.Module):
         # Dropout precedes each linear layer in lpips but is inert in eval.
         self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in _CHANNELS[net])
 
-    def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return tap_outputs(self.features, x, self.taps)
+    def embed(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """x: (N, 3, H, W) in [-1, 1]; the unit-normalised features LPIPS compares."""
+        shift = torch.tensor(_SHIFT, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        scale = torch.tensor(_SCALE, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        return [_unit_normalize(f) for f in tap_outputs(self.features, (x - shift) / scale, self.taps)]
+
+    def compare(self, fa: list[torch.Tensor], fb: list[torch.Tensor]) -> torch.Tensor:
+        """Distances (N,) between two embeddings of N images each."""
+        total = torch.zeros(fa[0].shape[0], dtype=fa[0].dtype, device=fa[0].device)
+        for a, b, lin in zip(fa, fb, self.lins):
+            total = total + lin((a - b) ** 2).mean(dim=(1, 2, 3))
+        return total
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """a, b: (N, 3, H, W) in [-1, 1]; returns (N,) distances."""
         n = a.shape[0]
         # One pass over both images halves the per-layer overhead.
-        x = torch.cat([a, b])
-        shift = torch.tensor(_SHIFT, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        scale = torch.tensor(_SCALE, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        x = (x - shift) / scale
-        total = torch.zeros(n, dtype=x.dtype, device=x.device)
-        for feat, lin in zip(self._taps(x), self.lins):
-            fa, fb = feat[:n], feat[n:]
-            d = (_unit_normalize(fa) - _unit_normalize(fb)) ** 2
-            total = total + lin(d).mean(dim=(1, 2, 3))
-        return total
+        feats = self.embed(torch.cat([a, b]))
+        return self.compare([f[:n] for f in feats], [f[n:] for f in feats])
 
 
 def load_lpips_net(net: str, path: Path | None = None) -> LPIPSNet:
@@ -146,20 +148,54 @@ class LPIPS:
         self.batch_size = batch_size
         self.model = load_lpips_net(net, weights).to(self.device)
 
-    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def __call__(self, a: "np.ndarray | Reference", b: np.ndarray) -> np.ndarray:
         return batched_distance(self.model, _to_tensor, a, b, self.batch_size, self.device, "LPIPS")
 
+    def reference(self, a: np.ndarray) -> "Reference":
+        """The reference images' features, kept to score many decodings of the same frames."""
+        return Reference.of(self.model, _to_tensor, a, self.batch_size, self.device, "LPIPS")
 
-def batched_distance(model: nn.Module, to_tensor, a: np.ndarray, b: np.ndarray, batch_size: int,
+
+class Reference:
+    """A full-reference metric's embedding of reference images, computed once.
+
+    Scoring N codecs against the same clip embeds the reference N times otherwise:
+    with VGG16 that is half of the metric's cost.
+    """
+
+    def __init__(self, batches: list[list[torch.Tensor]], shape: tuple[int, ...], single: bool) -> None:
+        self.batches, self.shape, self.single = batches, shape, single
+
+    @classmethod
+    def of(cls, model: nn.Module, to_tensor, a: np.ndarray, batch_size: int, device: torch.device,
+           metric: str) -> "Reference":
+        x = as_frames(a, metric)
+        with torch.inference_mode():
+            batches = [model.embed(to_tensor(x[s:s + batch_size], device)) for s in range(0, len(x), batch_size)]
+        return cls(batches, x.shape, a.ndim == 3)
+
+
+def batched_distance(model: nn.Module, to_tensor, a: "np.ndarray | Reference", b: np.ndarray, batch_size: int,
                      device: torch.device, metric: str) -> np.ndarray:
-    """A full-reference network metric over image pairs, in batches: 0-d for one pair, (N,) for N."""
-    single = a.ndim == 3
-    xa, xb = as_frames(a, metric), as_frames(b, metric)
-    if xa.shape != xb.shape:
-        raise ValueError(f"shape mismatch: {xa.shape} vs {xb.shape}")
-    out = np.empty(len(xa), dtype=np.float32)
+    """A full-reference network metric over image pairs, in batches: 0-d for one pair, (N,) for N.
+
+    `a` may be a :class:`Reference` made by the same metric with the same batch size.
+    """
+    ref = a if isinstance(a, Reference) else None
+    single = ref.single if ref is not None else a.ndim == 3
+    xb = as_frames(b, metric)
+    shape = ref.shape if ref is not None else as_frames(a, metric).shape
+    if shape != xb.shape:
+        raise ValueError(f"shape mismatch: {shape} vs {xb.shape}")
+    xa = None if ref is not None else as_frames(a, metric)
+    out = np.empty(len(xb), dtype=np.float32)
     with torch.inference_mode():
-        for s in range(0, len(xa), batch_size):
+        for i, s in enumerate(range(0, len(xb), batch_size)):
             e = s + batch_size
-            out[s:e] = model(to_tensor(xa[s:e], device), to_tensor(xb[s:e], device)).cpu().numpy()
+            tb = to_tensor(xb[s:e], device)
+            if ref is not None:
+                d = model.compare(ref.batches[i], model.embed(tb))
+            else:
+                d = model(to_tensor(xa[s:e], device), tb)
+            out[s:e] = d.cpu().numpy()
     return out.reshape(()) if single else out
