@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import os
 import platform
 import time
@@ -115,6 +117,8 @@ def write(rows: list[dict], out_dir: Path, header: list[str]) -> Path:
             L.append(f"| {codec} | {p['variant']} | {p['param']} | {p['kbps']:.2f} | "
                      + " | ".join(f"{p[m]:.4f}" for m, _, _ in METRICS) + " |")
     (out_dir / "rd_benchmark.md").write_text("\n".join(L) + "\n")
+    # Every clip's points, for reanalysis without rerunning (the tables are averages over clips).
+    (out_dir / "rd_points.json").write_text(json.dumps(rows, indent=0, sort_keys=True) + "\n")
     plot(avg, out_dir / "rd_curves.png")
     return out_dir / "rd_benchmark.md"
 
