@@ -73,7 +73,9 @@ async def send(args: argparse.Namespace) -> int:
     encoded = sender.encoder.stats.frames
     print(f"sent {len(frames)} frames in {secs:.1f} s: {encoded} encoded ({encoded / secs:.1f} fps), "
           f"{slot.dropped if slot else 0} dropped at capture; key frames {sender.encoder.stats.keyframes}; "
-          f"key-frame requests received {len(sender.keyframe_requests)}")
+          f"key-frame requests received {len(sender.keyframe_requests)} "
+          f"({sender.keyframe_requests_ignored} answered by a key frame just sent), "
+          f"intra requests {sender.intra_requests}")
     for name in (CONTROL, STRUCTURE):
         s = st[name]
         per = s.bytes_sent / s.messages_sent if s.messages_sent else 0.0

@@ -148,8 +148,7 @@ class Outbox:
         self.seq = 0
         self.dropped_messages = 0
         self.dropped_frames: list[int] = []
-        self._recent: deque[list[Packet]] = deque(maxlen=redundancy or 1)
-        self.redundancy = redundancy
+        self._recent: deque[list[Packet]] = deque(maxlen=redundancy)  # maxlen 0 keeps nothing
 
     def add(self, p: Packet) -> None:
         self.pending.append(p)
@@ -158,9 +157,8 @@ class Outbox:
         if not self.pending:
             return
         packets, self.pending = self.pending, []
-        copies = [p for msg in self._recent for p in msg] if self.redundancy else []
-        if self.redundancy:
-            self._recent.append(packets)
+        copies = [p for msg in self._recent for p in msg]
+        self._recent.append(packets)
         seq, self.seq = self.seq, self.seq + 1
         if self.drop and self.drop(seq):
             self.dropped_messages += 1
