@@ -164,16 +164,22 @@ def cmd_bench(args) -> int:
 
     from .eval.clips import DEFAULT_BENCH
     from .eval.report import header_lines, write
-    from .eval.runner import BenchConfig, Sampling, run
+    from .eval.runner import BASELINES, BenchConfig, Sampling, reuse_rows, run
 
     folder = Path(args.folder) if args.folder else DEFAULT_BENCH
+    kinds = ("streamcodec", "streamcodec-learned") if args.learned else ("streamcodec",)
+    codecs = tuple(BASELINES) if args.codecs == "all" else tuple(c for c in args.codecs.split(",") if c and c != "none")
     if args.quick:
         bc = BenchConfig(folder, max_frames=50, clips=3, streamcodec_budgets=(1500, 3000), sweep_stride=2,
-                         variants=("full", "half_res"), sampling=Sampling(lpips_alex=2, ms_ssim=2, costly=10))
+                         variants=("full", "half_res"), sampling=Sampling(lpips_alex=2, ms_ssim=2, costly=10),
+                         streamcodec_kinds=kinds, codecs=codecs)
     else:
-        bc = BenchConfig(folder, max_frames=args.max_frames, clips=args.clips, sweep_stride=args.sweep_stride)
+        bc = BenchConfig(folder, max_frames=args.max_frames, clips=args.clips, sweep_stride=args.sweep_stride,
+                         streamcodec_kinds=kinds, codecs=codecs)
     t0 = time.time()
     rows = run(bc, workers=args.workers)
+    if args.reuse:
+        rows += reuse_rows(Path(args.reuse), rows, skip={r["codec"] for r in rows})
     cmd = "streamcodec bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     out = Path(args.output)
     n_clips = len({r["clip"] for r in rows})
@@ -211,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("decode", help=".scv -> video (.mp4, .mkv FFV1, .y4m, or a PNG folder)")
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--decoder", default="warp")
+    p.add_argument("--decoder", choices=("warp", "learned"), help="default: the one configs/default.yaml names")
     p.set_defaults(fn=cmd_decode)
 
     p = sub.add_parser("info", help="per-layer bit breakdown of a .scv file")
@@ -226,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=int, default=0, help="only the first N clips")
     p.add_argument("--sweep-stride", type=int, default=1, help="use every n-th point of each baseline sweep")
     p.add_argument("--workers", type=int, default=1, help="clips in parallel processes (use the cores you have)")
+    p.add_argument("--learned", action="store_true", help="also streamcodec with the learned texture code and decoder")
+    p.add_argument("--codecs", default="all", help="classical codecs to run: all, none, or a comma list")
+    p.add_argument("--reuse", help="rd_points.json of an earlier run: its points of codecs not run now are added "
+                                   "(same clips and frame counts only)")
     p.add_argument("-o", "--output", default="docs/results")
     p.set_defaults(fn=cmd_bench)
 

@@ -32,6 +32,11 @@ class KeyframeConfig:
 class TextureConfig:
     check_interval: int = 5
     drift_threshold: float = 12.0
+    codec: str = "colourstats"  # "colourstats" (v1) or "learned" (v1 + a learned code per region)
+    # Encoder-side optimisation of the learned code: gradient steps through the decoder on the
+    # frame the code is sent with (0: off). Calls turn it off (for_live).
+    refine_steps: int = 0
+    refine_lr: float = 0.3  # Adam step on codes whose quantiser bins are 1 wide
 
 
 @dataclass(frozen=True)
@@ -59,8 +64,10 @@ class SessionConfig:
         return replace(self, **kw)
 
     def for_live(self) -> "SessionConfig":
-        """The settings a live call encodes with: the key-frame encoder at its live preset."""
-        return replace(self, keyframe=replace(self.keyframe, preset=self.keyframe.live_preset))
+        """The settings a live call encodes with: the key-frame encoder at its live preset, no
+    encoder-side optimisation of the texture code."""
+        return replace(self, keyframe=replace(self.keyframe, preset=self.keyframe.live_preset),
+                       texture=replace(self.texture, refine_steps=0))
 
 
 def _build(cls, data: dict[str, Any], where: str):

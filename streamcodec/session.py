@@ -17,7 +17,7 @@ import numpy as np
 
 from . import StreamcodecError
 from .bitstream import (FLAG_INTRA, FLAG_NOFACE, Header, Packet, PacketType, VersionMismatch)
-from .config import SessionConfig
+from .config import SessionConfig, load_config
 from .decoder import Reference, get_synthesizer
 from .entropy import EntropyError
 from .keyframe import KeyframeDecodeError, encode_to_budget, get_codec
@@ -25,6 +25,7 @@ from .structure.basis import ShapeBasis, load_default_basis
 from .structure.coder import StructureCoder, StructureConfig, params_from_fit
 from .structure.landmarks import BACKEND_IDS, LandmarkBackend, get_backend
 from .texture import TEXTURE_CODECS, ColourStatsCodec, PersonSegmenter, RegionStats, drift, region_masks, region_means
+from .texture.learned import LEARNED_CODEC_ID, join_payload, split_payload
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class SessionEncoder:
         self.coder = StructureCoder(self.basis, st, cfg.size)
         self.still = get_codec(cfg.keyframe.codec, cfg.keyframe.preset)
         self.texture_codec = ColourStatsCodec()
+        self.learned, self._learned_id = _learned_texture(cfg.texture.codec)
         self.segmenter = PersonSegmenter()
         self.synth = get_synthesizer("warp")  # closed-loop copy of the receiver, for drift checks
         self.stats = EncoderStats()
@@ -92,6 +94,7 @@ class SessionEncoder:
         self._face_lost = 0
         self._have_ref = False
         self._ref_stats: RegionStats = {}
+        self._ref_person: np.ndarray | None = None
         self._sent_texture: RegionStats = {}
         self._baseline: float | None = None
         self._low_checks = 0
@@ -104,7 +107,8 @@ class SessionEncoder:
         return Header(width=self.cfg.size, height=self.cfg.size, fps_num=rate.numerator, fps_den=rate.denominator,
                       backend_id=self.backend.backend_id, num_coeffs=self.cfg.structure.num_coeffs,
                       basis_id=self.basis.basis_id, structure_steps=tuple(self.cfg.structure.to_header()),
-                      texture_codec=self.texture_codec.codec_id, texture_model_id=self.texture_codec.model_id)
+                      texture_codec=LEARNED_CODEC_ID if self.learned else self.texture_codec.codec_id,
+                      texture_model_id=self._learned_id if self.learned else self.texture_codec.model_id)
 
     def request_keyframe(self, reason: str = "requested") -> None:
         """Called by a transport when the receiver lost its reference."""
@@ -190,25 +194,39 @@ class SessionEncoder:
             person = self.segmenter(self._key_image)
             self._ref_stats = measure_texture(self._key_image, lm, self.backend.layout, person)
             self.synth.set_reference(Reference(self._key_image, lm, person, self._ref_stats), self.backend.layout)
+            self._ref_person = person
             self._have_ref = True
             self._baseline, self._low_checks = None, 0
-            out.append(self._texture(img, lm))
+            out.append(self._texture(img, lm, prediction=self._key_image))
         elif self._have_ref:
             if (i - self._last_key) % self.cfg.texture.check_interval == 0:
                 cur = measure_texture(img, lm, self.backend.layout, self.segmenter(img))
                 if drift(cur, self._sent_texture, DRIFT_WEIGHTS) > self.cfg.texture.drift_threshold:
-                    out.append(self._texture(img, lm, cur))
+                    out.append(self._texture(img, lm, cur, prediction=None))
             if (i - self._last_key) % self.cfg.refresh.check_interval == 0:
                 self._check_drift(img, lm)
         return out
 
-    def _texture(self, img: np.ndarray, lm: np.ndarray, cur: RegionStats | None = None) -> Packet:
+    def _texture(self, img: np.ndarray, lm: np.ndarray, cur: RegionStats | None = None,
+                 prediction: np.ndarray | None = None) -> Packet:
+        """A texture packet for this frame; `prediction` is what the receiver's warp makes of it
+        (computed here when None and the learned code needs it)."""
         if cur is None:
             cur = measure_texture(img, lm, self.backend.layout, self.segmenter(img))
         q = self.texture_codec.quantise(cur, self._ref_stats)
-        self._sent_texture = self.texture_codec.dequantise(q, self._ref_stats)
+        sent = self.texture_codec.dequantise(q, self._ref_stats)
+        payload = self.texture_codec.encode(q)
+        if self.learned is not None:
+            from .decoder.learned import encode_code
+
+            if prediction is None and self.cfg.texture.refine_steps:
+                prediction = self.synth.synthesize(lm, sent)
+            payload = join_payload(payload, encode_code(
+                self.learned, img, lm, self.backend.layout, self._ref_person, prediction,
+                self.cfg.texture.refine_steps, self.cfg.texture.refine_lr))
+        self._sent_texture = sent
         self.stats.texture_updates += 1
-        return Packet(PacketType.TEXTURE, self._frame, self.texture_codec.encode(q))
+        return Packet(PacketType.TEXTURE, self._frame, payload)
 
     def _check_drift(self, img: np.ndarray, lm: np.ndarray) -> None:
         pred = self.synth.synthesize(lm, self._sent_texture)
@@ -232,7 +250,8 @@ class DecodedFrame:
 class SessionDecoder:
     """Decodes packets in order; conceals what is lost (holds the last frame) and says so."""
 
-    def __init__(self, header: Header, basis: ShapeBasis | None = None, decoder: str = "warp") -> None:
+    def __init__(self, header: Header, basis: ShapeBasis | None = None, decoder: str | None = None) -> None:
+        """`decoder`: "warp" or "learned"; None takes the one configs/default.yaml names."""
         self.header = header
         backend_name = BACKEND_IDS.get(header.backend_id)
         if backend_name is None:
@@ -242,15 +261,24 @@ class SessionDecoder:
             raise VersionMismatch(
                 f"stream was coded with shape basis {header.basis_id.hex()}, this decoder has "
                 f"{self.basis.basis_id.hex()} ({backend_name}); decode with the matching streamcodec release")
-        if header.texture_codec not in TEXTURE_CODECS:
+        self._learned_stream = header.texture_codec == LEARNED_CODEC_ID
+        if self._learned_stream:
+            self.texture_codec = ColourStatsCodec()
+        elif header.texture_codec in TEXTURE_CODECS:
+            self.texture_codec = TEXTURE_CODECS[header.texture_codec]()
+            if self.texture_codec.model_id != header.texture_model_id:
+                raise VersionMismatch("stream was coded with another texture model")
+        else:
             raise VersionMismatch(f"unknown texture codec id {header.texture_codec}")
-        self.texture_codec = TEXTURE_CODECS[header.texture_codec]()
-        if self.texture_codec.model_id != header.texture_model_id:
-            raise VersionMismatch("stream was coded with another texture model")
+        self.synth = get_synthesizer(decoder or load_config().decoder)
+        model_id = getattr(self.synth, "model_id", None)
+        if self._learned_stream and model_id is not None and model_id != header.texture_model_id:
+            raise VersionMismatch(
+                f"stream was coded with learned texture model {header.texture_model_id.hex()}, this decoder has "
+                f"{model_id.hex()}; decode with the matching weights, or with the warp decoder (--decoder warp)")
         self.layout = get_backend_layout(backend_name)
         cfg = StructureConfig.from_header(header.num_coeffs, list(header.structure_steps))
         self.coder = StructureCoder(self.basis, cfg, header.width)
-        self.synth = get_synthesizer(decoder)
         self.segmenter = PersonSegmenter()
         self.size = header.width
         self._next = 0
@@ -329,8 +357,11 @@ class SessionDecoder:
     def _on_texture(self, p: Packet) -> None:
         if self._ref is None:
             raise DecodeError("texture code before its key frame")
-        q = self.texture_codec.decode(p.payload)
+        colour, code = split_payload(p.payload) if self._learned_stream else (p.payload, b"")
+        q = self.texture_codec.decode(colour)
         self._texture = self.texture_codec.dequantise(q, self._ref.stats)
+        if code:
+            self.synth.set_codes(code)
 
     def _on_structure(self, p: Packet) -> DecodedFrame:
         if p.flags & FLAG_NOFACE:
@@ -349,12 +380,24 @@ class SessionDecoder:
             stats = measure_texture(self._key_image, lm, self.layout, person)
             self._ref = Reference(self._key_image, lm, person, stats)
             self.synth.set_reference(self._ref, self.layout)
+            self.synth.set_codes(None)
             self._texture = None
             return DecodedFrame(p.frame, self._key_image, lm)
         if self._ref is None:
             self.needs_keyframe = True
             raise DecodeError("structure without a reference frame")
         return DecodedFrame(p.frame, self.synth.synthesize(lm, self._texture), lm)
+
+
+def _learned_texture(codec: str):
+    """(model, model id) for texture codec "learned", (None, b"") for "colourstats"."""
+    if codec == "colourstats":
+        return None, b""
+    if codec != "learned":
+        raise StreamcodecError(f"unknown texture codec {codec!r}; expected 'colourstats' or 'learned'")
+    from .decoder.learned import ASSET, load_model, model_id_of
+
+    return load_model(ASSET), model_id_of(ASSET)
 
 
 def _codec_ids() -> set[int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,11 +28,17 @@ class FrameSynthesizer(Protocol):
 
     def synthesize(self, landmarks: np.ndarray, texture: RegionStats | None) -> np.ndarray: ...
 
+    def set_codes(self, codes: Any) -> None:
+        """The learned texture code from the stream (None: none yet); decoders without a use for it ignore it."""
+
 
 def get_synthesizer(name: str) -> FrameSynthesizer:
-    from .warp import WarpSynthesizer
+    if name == "warp":
+        from .warp import WarpSynthesizer
 
-    known = {"warp": WarpSynthesizer}
-    if name not in known:
-        raise ValueError(f"unknown decoder {name!r}; available: {sorted(known)}")
-    return known[name]()
+        return WarpSynthesizer()
+    if name == "learned":  # imported only when asked for: it loads torch and the weights
+        from .learned import LearnedSynthesizer
+
+        return LearnedSynthesizer()
+    raise ValueError(f"unknown decoder {name!r}; available: ['learned', 'warp']")

@@ -88,6 +88,9 @@ class WarpSynthesizer:
         self._ref_mouth_area = float(cv2.contourArea(inner.astype(np.float32)))
         self._ygrid, self._xgrid = np.mgrid[0:self.size, 0:self.size].astype(np.float32)
 
+    def set_codes(self, codes) -> None:
+        """Learned texture codes: the warp decoder has no use for them."""
+
     def _all_points(self, lm: np.ndarray) -> np.ndarray:
         # Anchors stay strictly inside the frame so they never coincide with the border points.
         anchors = np.clip(self._anchors(lm), 2, self.size - 3)

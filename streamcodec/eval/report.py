@@ -52,6 +52,11 @@ def _fmt(v: float | None, nd: int = 1, pct: bool = False) -> str:
     return f"{v:+.{nd}f}%" if pct else f"{v:.{nd}f}"
 
 
+_STYLES = {"streamcodec": dict(lw=2.5, c="crimson", marker="o"),
+           "streamcodec-learned": dict(lw=2.5, c="darkgreen", marker="s")}
+OURS = tuple(_STYLES)
+
+
 def plot(avg: dict[str, list[dict]], path: Path) -> None:
     import matplotlib
 
@@ -66,7 +71,7 @@ def plot(avg: dict[str, list[dict]], path: Path) -> None:
                            label="freeze anchor", zorder=5)
                 continue
             env = envelope(curve(pts, m), hib)
-            style = dict(lw=2.5, c="crimson", marker="o") if codec == "streamcodec" else dict(lw=1.2, marker=".")
+            style = _STYLES.get(codec, dict(lw=1.2, marker="."))
             ax.plot([p[0] for p in env], [p[1] for p in env], label=codec, **style)
         ax.set_xscale("log")
         ax.set_xlabel("kbps (all bytes)")
@@ -87,13 +92,15 @@ def write(rows: list[dict], out_dir: Path, header: list[str]) -> Path:
           "Curves: each classical codec's best envelope over its full-size, 128x128 (upscaled) and 12.5 fps "
           "sweeps; points are averages over all clips at one setting. Face = landmark box of the input, "
           "enlarged 15% per side, 128x128.", ""]
-    sc = avg.get("streamcodec", [])
-    L += ["## BD-rate of streamcodec against each codec (negative = streamcodec needs fewer bits)", "",
-          "| anchor | " + " | ".join(BD_METRICS) + " |", "|---" * (len(BD_METRICS) + 1) + "|"]
     hib = {m: h for m, _, h in METRICS}
-    for codec in [c for c in avg if c not in ("streamcodec", "freeze")]:
-        vals = [bd_rate(curve(avg[codec], m), curve(sc, m), hib[m]) for m in BD_METRICS]
-        L.append(f"| {codec} | " + " | ".join(_fmt(v, 1, pct=True) for v in vals) + " |")
+    for ours in [c for c in OURS if c in avg]:
+        sc = avg[ours]
+        L += [f"## BD-rate of {ours} against each codec (negative = {ours} needs fewer bits)", "",
+              "| anchor | " + " | ".join(BD_METRICS) + " |", "|---" * (len(BD_METRICS) + 1) + "|"]
+        for codec in [c for c in avg if c not in (ours, "freeze")]:
+            vals = [bd_rate(curve(avg[codec], m), curve(sc, m), hib[m]) for m in BD_METRICS]
+            L.append(f"| {codec} | " + " | ".join(_fmt(v, 1, pct=True) for v in vals) + " |")
+        L.append("")
     L += ["", "n/a: the quality ranges do not overlap (no BD-rate is defined there).", "",
           "## Rate needed to reach a quality target (kbps)", "",
           "| codec | " + " | ".join(f"{m} {t}" for m, ts in TARGETS.items() for t in ts) + " |",

@@ -52,7 +52,7 @@ class Sampling:
 
 @dataclass(frozen=True)
 class Job:
-    codec: str  # "streamcodec", "freeze" or a PyAV encoder name
+    codec: str  # "streamcodec" (warp decoder), "streamcodec-learned", "freeze" or a PyAV encoder name
     variant: str = "full"
     param: int = 0  # crf/cq, or the key-frame byte budget for streamcodec
 
@@ -136,17 +136,24 @@ class Scorer:
         return float("nan") if lm is None else float(np.linalg.norm(lm[:, :2] - ref_lm, axis=1).mean())
 
 
-def run_streamcodec(frames: np.ndarray, cfg: SessionConfig, budget: int, work: Path) -> tuple[dict, np.ndarray, dict]:
+# What each streamcodec job codes with: (texture codec, decoder). Each stream's rate is its own
+# whole file, so "learned" pays for its learned texture codes.
+STREAMCODEC_JOBS = {"streamcodec": ("colourstats", "warp"), "streamcodec-learned": ("learned", "learned")}
+
+
+def run_streamcodec(frames: np.ndarray, cfg: SessionConfig, budget: int, work: Path,
+                    kind: str = "streamcodec") -> tuple[dict, np.ndarray, dict]:
     from ..bitstream import PacketType
     from ..files import decode_file, encode_frames
 
-    c = replace(cfg, keyframe=replace(cfg.keyframe, max_bytes=budget))
+    texture, decoder = STREAMCODEC_JOBS[kind]
+    c = replace(cfg, keyframe=replace(cfg.keyframe, max_bytes=budget), texture=replace(cfg.texture, codec=texture))
     path = work / f"sc_{budget}.scv"
     t0 = time.perf_counter()
     encode_frames(list(frames), path, c, progress=False)
     enc_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    contents, dec, _ = decode_file(path)
+    contents, dec, _ = decode_file(path, decoder=decoder)
     dec_s = time.perf_counter() - t0
     total = path.stat().st_size
     key = [p for p in contents.packets if p.type == PacketType.KEYFRAME]
@@ -168,6 +175,7 @@ class BenchConfig:
     codecs: tuple[str, ...] = BASELINES
     variants: tuple[str, ...] = ("full", "half_res", "half_fps")
     streamcodec_budgets: tuple[int, ...] = (1500, 3000, 6000)
+    streamcodec_kinds: tuple[str, ...] = ("streamcodec",)  # keys of STREAMCODEC_JOBS
     sweep_stride: int = 1  # use every n-th parameter of each baseline sweep
     sampling: Sampling = field(default_factory=Sampling)
     store: Path | None = None  # where finished points are cached (default: the user cache)
@@ -176,7 +184,7 @@ class BenchConfig:
 def jobs_for(bc: BenchConfig) -> list[Job]:
     from .baselines import default_sweep
 
-    jobs = [Job("streamcodec", "full", b) for b in bc.streamcodec_budgets]
+    jobs = [Job(k, "full", b) for k in bc.streamcodec_kinds for b in bc.streamcodec_budgets]
     # The freeze anchor at each key-frame budget: the same first key frame, shown for the whole clip.
     jobs += [Job("freeze", "full", b) for b in bc.streamcodec_budgets]
     for codec in bc.codecs:
@@ -196,14 +204,14 @@ def _clip_rows(clip: Path, bc: BenchConfig, jobs: list[Job], scorer: "_LazyScore
     truth, rows = None, []
     with tempfile.TemporaryDirectory() as tmp:
         for job in jobs:
-            cpath = store / f"{_key(clip, job, len(frames), bc.sampling)}.json"
+            cpath = store / f"{_key(clip, job, len(frames), bc.sampling, _model_tag(job))}.json"
             if cpath.exists():
                 rows.append(json.loads(cpath.read_text()))
                 tick()
                 continue
             truth = truth or scorer.get().truth(frames)
-            if job.codec == "streamcodec":
-                info, dec, extra = run_streamcodec(frames, cfg, job.param, Path(tmp))
+            if job.codec in STREAMCODEC_JOBS:
+                info, dec, extra = run_streamcodec(frames, cfg, job.param, Path(tmp), job.codec)
             elif job.codec == "freeze":
                 # The decoded first key frame for the whole clip, at its own bits (header included).
                 info, dec, extra = run_streamcodec(frames[:1], cfg, job.param, Path(tmp))
@@ -220,6 +228,27 @@ def _clip_rows(clip: Path, bc: BenchConfig, jobs: list[Job], scorer: "_LazyScore
             rows.append(row)
             tick()
     return rows
+
+
+def reuse_rows(path: Path, rows: list[dict], skip: set[str]) -> list[dict]:
+    """Points of an earlier run (its rd_points.json) for codecs this run did not measure, on the clips
+    it did, with the same frame counts; raises when the earlier run lacks a clip."""
+    old = json.loads(Path(path).read_text())
+    frames = {r["clip"]: r["frames"] for r in rows}
+    out = [r for r in old if r["codec"] not in skip and frames.get(r["clip"]) == r["frames"]]
+    missing = set(frames) - {r["clip"] for r in out}
+    if missing:
+        raise ValueError(f"{path} has no points for {sorted(missing)[:3]}")
+    return out
+
+
+def _model_tag(job: Job) -> str:
+    """Points of the learned decoder are cached per weights: retrained weights are measured anew."""
+    if job.codec != "streamcodec-learned":
+        return ""
+    from ..decoder.learned import ASSET, model_id_of
+
+    return model_id_of(ASSET).hex()
 
 
 class _LazyScorer:

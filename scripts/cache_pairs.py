@@ -1,0 +1,92 @@
+"""Cache training pairs for the learned decoder: the real decoder inputs.
+
+Runs the session codec (warp decoder) over train clips once and stores, per
+clip, the decoded key frames with their original frames and person masks, the
+warp prediction of frames from the decoded structure, the decoded landmarks and
+the prepared target frames, as .npz under ~/.cache/streamcodec/pairs (never
+committed). Each clip is coded at one key-frame budget drawn from `--budgets`
+(seeded by the clip name), so the generator sees every key-frame quality.
+
+    python scripts/cache_pairs.py --shard 0/2 & python scripts/cache_pairs.py --shard 1/2
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from streamcodec.bitstream import PacketType
+from streamcodec.config import load_config
+from streamcodec.eval.clips import VIDEO_EXT, cache_dir, prepared
+from streamcodec.files import decode_file, encode_frames
+from streamcodec.texture import PersonSegmenter
+
+DEFAULT_TRAIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces" / "train"
+
+
+def cache_clip(clip: Path, cfg, max_frames: int, stride: int, out: Path, seg: PersonSegmenter) -> bool:
+    frames = prepared(clip, cfg.size, max_frames)
+    with tempfile.TemporaryDirectory() as tmp:
+        scv = Path(tmp) / "c.scv"
+        encode_frames(list(frames), scv, cfg, progress=False)
+        contents, dec, _ = decode_file(scv)
+    keys = sorted(p.frame for p in contents.packets if p.type == PacketType.KEYFRAME)
+    # Frames predicted from a key frame (not the key frames themselves: their output is the key image).
+    keep = [i for i, d in enumerate(dec) if d.landmarks is not None and not d.concealed and i not in keys
+            and keys and keys[0] < i and dec[max(k for k in keys if k <= i)].landmarks is not None][::stride]
+    if len(keep) < 10:
+        return False
+    key_of = [max(k for k in keys if k <= i) for i in keep]
+    key_ids = sorted(set(key_of))
+    np.savez_compressed(out, target=frames[keep], warp=np.stack([dec[i].image for i in keep]),
+                        landmarks=np.stack([dec[i].landmarks for i in keep]).astype(np.float32),
+                        key=np.array([key_ids.index(k) for k in key_of]),
+                        key_images=np.stack([dec[k].image for k in key_ids]),
+                        key_originals=frames[key_ids],
+                        key_person=np.stack([seg(dec[k].image) for k in key_ids]),
+                        key_landmarks=np.stack([dec[k].landmarks for k in key_ids]).astype(np.float32),
+                        budget=np.array(cfg.keyframe.max_bytes))
+    return True
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--folder", default=str(DEFAULT_TRAIN))
+    ap.add_argument("--config", default=None)
+    ap.add_argument("--max-frames", type=int, default=150)
+    ap.add_argument("--stride", type=int, default=3, help="keep every n-th predicted frame")
+    ap.add_argument("--budgets", default="1500,3000,6000", help="key-frame byte budgets to draw from")
+    ap.add_argument("--clips", type=int, default=0, help="0 = all")
+    ap.add_argument("--out", default=str(cache_dir() / "pairs"))
+    ap.add_argument("--shard", default="0/1", help="i/n: this process caches every n-th clip from i")
+    args = ap.parse_args()
+    cfg = load_config(args.config)
+    budgets = [int(b) for b in args.budgets.split(",")]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    clips = sorted(p for p in Path(args.folder).iterdir() if p.suffix.lower() in VIDEO_EXT)
+    if args.clips:
+        clips = clips[:: max(1, len(clips) // args.clips)][: args.clips]
+    i, n = (int(v) for v in args.shard.split("/"))
+    seg = PersonSegmenter()
+    for clip in tqdm(clips[i::n], desc=f"caching pairs {args.shard}"):
+        dst = out / f"{clip.stem}_{args.max_frames}.npz"
+        if dst.exists():
+            continue
+        budget = budgets[int(hashlib.sha256(clip.name.encode()).hexdigest(), 16) % len(budgets)]
+        c = replace(cfg, keyframe=replace(cfg.keyframe, max_bytes=budget))
+        try:
+            if not cache_clip(clip, c, args.max_frames, args.stride, dst, seg):
+                tqdm.write(f"{clip.name}: skipped (fewer than 10 predicted frames with a face)")
+        except Exception as exc:  # a clip without a face must not stop the cache
+            tqdm.write(f"{clip.name}: skipped ({type(exc).__name__}: {exc})")
+
+
+if __name__ == "__main__":
+    main()

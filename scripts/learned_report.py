@@ -1,0 +1,191 @@
+"""Learned decoder vs warp decoder: the summary of a `streamcodec bench --learned` run, decode speed,
+model size, training cost, and side-by-side frames where the mouth opens, eyes close, the head turns.
+
+    streamcodec bench --learned --codecs none --reuse docs/results/rd_points.json -o docs/results/learned
+    python scripts/learned_report.py --points docs/results/learned/rd_points.json
+
+Writes docs/results/learned_decoder.md and docs/results/learned_side_by_side.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from streamcodec.bitstream import PacketType
+from streamcodec.config import load_config
+from streamcodec.decoder.learned import ASSET, model_id_of, record_of
+from streamcodec.eval.bdrate import bd_rate
+from streamcodec.eval.clips import DEFAULT_BENCH, list_clips, prepared
+from streamcodec.eval.report import machine_line
+from streamcodec.files import decode_file, encode_frames
+from streamcodec.session import get_backend_layout
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = [("lpips_alex", "LPIPS-alex", False), ("lpips_alex_face", "LPIPS-alex face", False),
+           ("lpips_vgg", "LPIPS-vgg", False), ("dists", "DISTS", False), ("dists_face", "DISTS face", False),
+           ("psnr", "PSNR", True), ("psnr_face", "PSNR face", True), ("ms_ssim", "MS-SSIM", True)]
+
+
+def comparison(rows: list[dict]) -> list[str]:
+    by = {}
+    for r in rows:
+        if r["codec"] in ("streamcodec", "streamcodec-learned"):
+            by.setdefault((r["codec"], r["param"]), []).append(r)
+    budgets = sorted({p for _, p in by})
+    clips = sorted({r["clip"] for r in rows if r["codec"] == "streamcodec-learned"})
+    L = [f"Clips: {len(clips)} (all of `bench/`), {rows[0]['frames']} frames each at most; "
+         "each stream's rate is its whole file (the learned streams pay for their texture codes).", "",
+         "| key-frame budget | decoder | kbps | " + " | ".join(m[1] for m in METRICS) + " |",
+         "|---" * (3 + len(METRICS)) + "|"]
+    mean = {}
+    for b in budgets:
+        for codec in ("streamcodec", "streamcodec-learned"):
+            rs = by.get((codec, b), [])
+            mean[codec, b] = {k: float(np.nanmean([r[k] for r in rs])) for k in ["kbps"] + [m[0] for m in METRICS]}
+            name = "warp" if codec == "streamcodec" else "learned"
+            L.append(f"| {b} | {name} | {mean[codec, b]['kbps']:.2f} | "
+                     + " | ".join(f"{mean[codec, b][m]:.4f}" for m, _, _ in METRICS) + " |")
+    L += ["", "Change of learned against warp at the same key-frame budget (mean over clips of the per-clip "
+          "change; the learned stream's extra bits are in its kbps above):", "",
+          "| key-frame budget | extra kbps | " + " | ".join(m[1] for m in METRICS) + " |",
+          "|---" * (2 + len(METRICS)) + "|"]
+    for b in budgets:
+        w = {r["clip"]: r for r in by[("streamcodec", b)]}
+        lr = {r["clip"]: r for r in by[("streamcodec-learned", b)]}
+        common = sorted(set(w) & set(lr))
+        cells = []
+        for m, _, hib in METRICS:
+            d = [lr[c][m] - w[c][m] if hib else (lr[c][m] - w[c][m]) / w[c][m] * 100 for c in common]
+            cells.append(f"{np.nanmean(d):+.2f} dB" if hib and m.startswith("psnr") else
+                         (f"{np.nanmean(d):+.4f}" if hib else f"{np.nanmean(d):+.1f}%"))
+        extra = np.mean([lr[c]["kbps"] - w[c]["kbps"] for c in common])
+        L.append(f"| {b} | {extra:+.3f} | " + " | ".join(cells) + " |")
+    L += ["", "BD-rate of learned against warp (negative = fewer bits for the same quality):", "",
+          "| " + " | ".join(m[1] for m in METRICS) + " |", "|---" * len(METRICS) + "|"]
+    cells = []
+    for m, _, hib in METRICS:
+        a = [(mean["streamcodec", b]["kbps"], mean["streamcodec", b][m]) for b in budgets]
+        t = [(mean["streamcodec-learned", b]["kbps"], mean["streamcodec-learned", b][m]) for b in budgets]
+        v = bd_rate(a, t, hib)
+        cells.append("n/a" if v is None else f"{v:+.1f}%")
+    L.append("| " + " | ".join(cells) + " |")
+    return L
+
+
+def decode_speed(clip: Path, runs: int = 3) -> list[str]:
+    cfg = load_config()
+    cfg = replace(cfg, texture=replace(cfg.texture, codec="learned"))
+    frames = prepared(clip, cfg.size, 100)
+    torch.set_num_threads(2)
+    L = ["| decoder | decode fps (median) | runs |", "|---|---|---|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "s.scv"
+        encode_frames(list(frames), path, cfg, progress=False)
+        for dec in ("warp", "learned"):
+            decode_file(path, decoder=dec)  # warm-up: model load, first-call kernel selection
+            fps = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                _, out, _ = decode_file(path, decoder=dec)
+                fps.append(len(out) / (time.perf_counter() - t0))
+            L.append(f"| {dec} | {np.median(fps):.1f} | " + ", ".join(f"{v:.1f}" for v in fps) + " |")
+    return L
+
+
+def _mouth_area(lm: np.ndarray, layout) -> float:
+    return float(cv2.contourArea(lm[list(layout.inner_lips)].astype(np.float32)))
+
+
+def _eye_area(lm: np.ndarray, layout) -> float:
+    return float(sum(cv2.contourArea(lm[list(loop)].astype(np.float32)) for loop in layout.loops["eyes"]))
+
+
+def _yaw(lm: np.ndarray, layout) -> float:
+    oval = lm[list(layout.oval)]
+    return float((lm[1, 0] - oval[:, 0].mean()) / (np.ptp(oval[:, 0]) + 1e-6))  # nose tip off the oval centre
+
+
+def side_by_side(clips: list[Path], out: Path) -> list[str]:
+    """For each event, the bench frame (over `clips`) where it is strongest against its key frame."""
+    cfg = load_config()
+    cfg = replace(cfg, texture=replace(cfg.texture, codec="learned"))
+    layout = get_backend_layout(cfg.backend)
+    best = {"mouth opens": (-1e9, None), "eyes close": (-1e9, None), "head turns": (-1e9, None)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for clip in clips:
+            frames = prepared(clip, cfg.size, 250)
+            path = Path(tmp) / "s.scv"
+            encode_frames(list(frames), path, cfg, progress=False)
+            contents, warp, _ = decode_file(path, decoder="warp")
+            _, learned, _ = decode_file(path, decoder="learned")
+            keys = sorted(p.frame for p in contents.packets if p.type == PacketType.KEYFRAME)
+            for i, f in enumerate(warp):
+                key = max([k for k in keys if k <= i], default=None)
+                if key is None or key == i or f.landmarks is None or warp[key].landmarks is None:
+                    continue
+                k = warp[key].landmarks
+                score = {"mouth opens": _mouth_area(f.landmarks, layout) - _mouth_area(k, layout),
+                         "eyes close": _eye_area(k, layout) - _eye_area(f.landmarks, layout),
+                         "head turns": abs(_yaw(f.landmarks, layout) - _yaw(k, layout)) * 100}
+                for e, v in score.items():
+                    if v > best[e][0]:
+                        best[e] = (v, (clip.name, i, frames[i], warp[i].image, learned[i].image, warp[key].image))
+    rows, L = [], ["| event | clip | frame |", "|---|---|---|"]
+    for e, (_, rec) in best.items():
+        name, i, truth, w, lr, key = rec
+        L.append(f"| {e} | `{name}` | {i} |")
+        tiles = [key, truth, w, lr]
+        row = np.concatenate([np.pad(t, ((24, 0), (0, 4), (0, 0)), constant_values=255) for t in tiles], 1)
+        for j, label in enumerate(["key frame (decoded)", f"original: {e}", "warp decoder", "learned decoder"]):
+            cv2.putText(row, label, (j * 260 + 4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        rows.append(row)
+    cv2.imwrite(str(out), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
+    return L
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--points", default=str(ROOT / "docs/results/learned/rd_points.json"))
+    ap.add_argument("--out", default=str(ROOT / "docs/results"))
+    ap.add_argument("--side-clips", type=int, default=6, help="bench clips searched for the side-by-side frames")
+    args = ap.parse_args()
+    out = Path(args.out)
+    rows = json.loads(Path(args.points).read_text())
+    rec = record_of(ASSET)
+    clips = list_clips(DEFAULT_BENCH)
+    L = ["# Learned decoder vs warp decoder", "",
+         f"- date: {time.strftime('%Y-%m-%d %H:%M')}; {machine_line()}",
+         f"- command: `python scripts/learned_report.py {' '.join(sys.argv[1:])}` on the points of "
+         "`streamcodec bench --learned` (`docs/results/learned/`)",
+         f"- weights: `streamcodec/assets/learned_decoder.safetensors`, model id `{model_id_of(ASSET).hex()}`, "
+         f"{ASSET.stat().st_size / 1e6:.2f} MB",
+         f"- training: `{rec.get('command')}`, {rec.get('wall_s', 0) / 60:.0f} min on {rec.get('hardware')}, "
+         f"{rec['config']['steps']} steps of batch {rec['config']['batch']}, "
+         f"{len(rec['split']['train'])} train clips, {len(rec['split']['val'])} validation clips "
+         "(identity-disjoint from `bench/`)",
+         "- the generator was trained on L1 + LPIPS-alex: LPIPS-vgg and DISTS are metrics it was not trained on",
+         "", "## Quality at equal key-frame budgets", ""]
+    L += comparison(rows)
+    L += ["", "## Decode speed at 256x256 (this machine, 2 torch threads, 100 frames)", ""]
+    L += decode_speed(clips[0])
+    L += ["", "## Side by side", "", "![side by side](learned_side_by_side.png)", "",
+          f"The frame of the first {args.side_clips} `bench/` clips (first 250 frames, key-frame budget 3000) where each event is strongest "
+          "against the frame's key frame, judged on the decoded landmarks:", ""]
+    L += side_by_side(clips[: args.side_clips], out / "learned_side_by_side.png")
+    (out / "learned_decoder.md").write_text("\n".join(L) + "\n")
+    print(f"wrote {out / 'learned_decoder.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""Train the learned decoder: generator + texture encoder + the codes' entropy model, jointly.
+
+    python scripts/cache_pairs.py                      # once: real decoder inputs from train/
+    python scripts/train.py --config configs/train_generator.yaml --out runs/generator
+    torchrun --nproc_per_node 2 scripts/train.py ...   # data parallel (gloo on CPU, nccl on GPUs)
+    python scripts/train.py ... --export               # copy the result into streamcodec/assets/
+
+Loss: L1 + LPIPS(alex, the project's offline weights) + lambda x code bits.
+Resumable: --out holds last.safetensors (weights), optim.safetensors (Adam
+moments) and state.json; rerunning the same command continues where it
+stopped. Logs go to --out/log.jsonl, sample images (warp | generator | truth)
+to --out/samples/, the held-out validation to the log at every val_every.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from streamcodec.decoder.generator import MASK_SCALE, region_stack, render_sketch
+from streamcodec.decoder.learned import ASSET, LearnedModel, save_model
+from streamcodec.eval.clips import cache_dir
+from streamcodec.metrics.lpips import load_lpips_net
+from streamcodec.session import get_backend_layout
+
+
+class Pairs:
+    """Training samples from the cached clips (scripts/cache_pairs.py): real decoder inputs.
+
+    A sample is a predicted frame (warp of the decoded key frame) or, with probability
+    `p_key`, a key frame itself (decoded key image -> original), cropped to `crop` pixels
+    around the face; the texture encoder sees the whole original key frame.
+    """
+
+    def __init__(self, files: list[Path], crop: int, p_key: float) -> None:
+        self.clips = [dict(np.load(f)) for f in files]
+        self.index = [(c, i) for c, d in enumerate(self.clips) for i in range(len(d["target"]))]
+        self.layout = get_backend_layout("mediapipe478")
+        self.crop, self.p_key = crop, p_key
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def item(self, k: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        c, i = self.index[k]
+        d = self.clips[c]
+        key = int(d["key"][i])
+        size = d["target"].shape[1]
+        person = d["key_person"][key]
+        if rng.random() < self.p_key:
+            warp, target, lm = d["key_images"][key], d["key_originals"][key], d["key_landmarks"][key]
+        else:
+            warp, target, lm = d["warp"][i], d["target"][i], d["landmarks"][i]
+        klm = d["key_landmarks"][key]
+        sketch = render_sketch(lm, self.layout, size)
+        masks = region_stack(lm, self.layout, person, size)
+        n, q = self.crop, int(round(1 / MASK_SCALE)) * 2  # offsets on the 1/8 grid keep every scale aligned
+        centre = lm.mean(0) + rng.uniform(-0.2, 0.2, 2) * size
+        x0, y0 = (np.clip(centre - n / 2, 0, size - n) // q * q).astype(int)
+        s = slice(y0, y0 + n), slice(x0, x0 + n)
+        ms = slice(y0 // 4, (y0 + n) // 4), slice(x0 // 4, (x0 + n) // 4)
+        return {"warp": warp[s], "target": target[s], "sketch": sketch[:, s[0], s[1]], "masks": masks[:, ms[0], ms[1]],
+                "ref_orig": d["key_originals"][key], "ref_masks": region_stack(klm, self.layout, person, size)}
+
+    def batch(self, ks, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        items = [self.item(int(k), rng) for k in ks]
+        out = {}
+        for name in items[0]:
+            x = torch.from_numpy(np.stack([it[name] for it in items]))
+            if x.dtype == torch.uint8:
+                x = x.permute(0, 3, 1, 2).float().div(127.5).sub(1)
+            out[name] = x
+        return out
+
+
+def losses(model: LearnedModel, lp, b: dict[str, torch.Tensor], cfg: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    out, bits = model(b["ref_orig"], b["ref_masks"], b["warp"], b["sketch"], b["masks"])
+    l1 = (out - b["target"]).abs().mean()
+    per = lp(out, b["target"]).mean()
+    loss = cfg["w_l1"] * l1 + cfg["w_lpips"] * per + cfg["lambda_rate"] * bits.mean()
+    return loss, {"l1": l1.item(), "lpips": per.item(), "bits": bits.mean().item()}
+
+
+@torch.no_grad()
+def validate(model: LearnedModel, lp, val: Pairs, n: int) -> dict[str, float]:
+    """Generator vs warp on the same held-out samples (fixed seed: comparable across steps)."""
+    model.eval()
+    rng = np.random.default_rng(123)
+    ks = rng.integers(0, len(val), n)
+    rows = []
+    for j in range(0, n, 8):
+        b = val.batch(ks[j:j + 8], rng)
+        out, bits = model(b["ref_orig"], b["ref_masks"], b["warp"], b["sketch"], b["masks"])
+        rows.append((lp(out, b["target"]).mean().item(), lp(b["warp"], b["target"]).mean().item(),
+                     (out - b["target"]).abs().mean().item(), (b["warp"] - b["target"]).abs().mean().item(),
+                     bits.mean().item()))
+    model.train()
+    r = np.mean(rows, 0)
+    return {"val_lpips": r[0], "val_lpips_warp": r[1], "val_l1": r[2], "val_l1_warp": r[3], "val_bits": r[4]}
+
+
+def sample_image(model: LearnedModel, b: dict[str, torch.Tensor], path: Path) -> None:
+    with torch.no_grad():
+        model.eval()
+        out, _ = model(b["ref_orig"][:4], b["ref_masks"][:4], b["warp"][:4], b["sketch"][:4], b["masks"][:4])
+        model.train()
+    rows = [torch.cat([b["warp"][k], out[k], b["target"][k]], 2) for k in range(out.shape[0])]
+    img = ((torch.cat(rows, 1).permute(1, 2, 0) + 1) * 127.5).clamp(0, 255).byte().numpy()
+    cv2.imwrite(str(path), img[..., ::-1])
+
+
+def _save_optim(opt: torch.optim.Optimizer, path: Path) -> None:
+    tensors = {f"{i}.{k}": v.contiguous() for i, st in opt.state.items() for k, v in st.items()
+               if torch.is_tensor(v)}
+    save_file(tensors, str(path))
+
+
+def _load_optim(opt: torch.optim.Optimizer, path: Path) -> None:
+    flat = load_file(str(path))
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for key, v in flat.items():
+        i, name = key.split(".", 1)
+        opt.state[params[int(i)]][name] = v
+
+
+def _split(files: list[Path], n_val: int) -> tuple[list[Path], list[Path]]:
+    n_val = n_val if len(files) > n_val else 0
+    return files[: len(files) - n_val], files[len(files) - n_val:]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="configs/train_generator.yaml")
+    ap.add_argument("--out", default="runs/generator")
+    ap.add_argument("--data", default=str(cache_dir() / "pairs"))
+    ap.add_argument("--steps", type=int, default=None, help="override the config's step count")
+    ap.add_argument("--max-minutes", type=float, default=0, help="stop (resumably) after this wall time")
+    ap.add_argument("--finish-on-stop", action="store_true",
+                    help="write final weights even when --max-minutes stops the run early (the record says so)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
+    ap.add_argument("--export", action="store_true", help="copy the final weights to streamcodec/assets/")
+    args = ap.parse_args()
+    cfg = yaml.safe_load(Path(args.config).read_text())
+    if args.steps is not None:
+        cfg["steps"] = args.steps
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else "cpu"
+    if ddp:
+        dist.init_process_group("nccl" if device != "cpu" else "gloo")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
+    random.seed(cfg["seed"] + rank)
+    torch.manual_seed(cfg["seed"])  # identical initial weights on every rank
+
+    files = sorted(Path(args.data).glob("*.npz"))
+    if not files:
+        sys.exit(f"no cached pairs in {args.data}: run scripts/cache_pairs.py first")
+    train_files, val_files = _split(files, cfg["data"]["val_clips"])
+    data = Pairs(train_files[rank::world] if len(train_files) >= world else train_files, cfg["crop"], cfg["p_key"])
+    val = Pairs(val_files, cfg["crop"], cfg["p_key"]) if val_files and rank == 0 else None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "samples").mkdir(exist_ok=True)
+    model = LearnedModel(**cfg["model"]).to(device)
+    lp = load_lpips_net("alex").to(device)
+    aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    opt = torch.optim.Adam(main_params, lr=cfg["lr"])
+    aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
+    start, elapsed = 0, 0.0
+    if (out / "state.json").exists():
+        model.load_state_dict(load_file(str(out / "last.safetensors")), strict=False)
+        _load_optim(opt, out / "optim.safetensors")
+        st = json.loads((out / "state.json").read_text())
+        start, elapsed = st["step"], st["elapsed_s"]
+        if rank == 0:
+            print(f"resuming at step {start}")
+    params = list(model.parameters())
+    if ddp:
+        for p in params:
+            dist.broadcast(p.data, 0)
+    rng = np.random.default_rng([cfg["seed"], rank, start])  # a resumed run draws new batches
+    t0 = time.time()
+    log = open(out / "log.jsonl", "a") if rank == 0 else None
+    if rank == 0 and start == 0:
+        (out / "split.json").write_text(json.dumps(
+            {"train": [f.name for f in train_files], "val": [f.name for f in val_files]}, indent=1))
+    bar = tqdm(range(start, cfg["steps"]), disable=rank != 0, desc="train", initial=start, total=cfg["steps"])
+    model.train()
+    step = start
+    for step in bar:
+        # the cosine follows whichever budget runs out first, steps or wall time, so a time-bounded run
+        # still ends annealed
+        progress = step / cfg["steps"]
+        if args.max_minutes:
+            progress = min(1.0, max(progress, (elapsed + time.time() - t0) / (args.max_minutes * 60)))
+        lr = cfg["lr_min"] + 0.5 * (cfg["lr"] - cfg["lr_min"]) * (1 + math.cos(math.pi * progress))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        b = {k: v.to(device) for k, v in data.batch(rng.integers(0, len(data), cfg["batch"]), rng).items()}
+        loss, m = losses(model, lp, b, cfg)
+        aux = model.entropy.z_bottleneck.loss()
+        opt.zero_grad(set_to_none=False)
+        aux_opt.zero_grad(set_to_none=False)
+        (loss + aux).backward()
+        if ddp:  # one all-reduce of all gradients: every rank applies the same mean gradient
+            grads = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
+            dist.all_reduce(grads)
+            grads /= world
+            k = 0
+            for p in params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                p.grad.copy_(grads[k:k + p.numel()].view_as(p))
+                k += p.numel()
+        torch.nn.utils.clip_grad_norm_(main_params, 1.0)
+        opt.step()
+        aux_opt.step()
+        done = step + 1
+        stop = args.max_minutes and (elapsed + time.time() - t0) > args.max_minutes * 60
+        if ddp:
+            flag = torch.tensor([float(bool(stop))], device=device)
+            dist.all_reduce(flag)
+            stop = flag.item() > 0
+        if rank == 0:
+            bar.set_postfix(l1=f"{m['l1']:.3f}", lp=f"{m['lpips']:.3f}", bits=f"{m['bits']:.0f}")
+            rec = {"step": done, **m, "aux": float(aux.detach()), "lr": lr, "elapsed_s": elapsed + time.time() - t0}
+            if done % cfg["val_every"] == 0 and val is not None:
+                rec.update(validate(model, lp, val, cfg["val_samples"]))
+                tqdm.write(json.dumps({k: round(v, 4) for k, v in rec.items()}))
+            if done % cfg["log_every"] == 0 or "val_lpips" in rec:
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+            if done % cfg["sample_every"] == 0:
+                sample_image(model, b, out / "samples" / f"{done:06d}.png")
+            if done % cfg["ckpt_every"] == 0 or done == cfg["steps"] or stop:
+                save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "last.safetensors"))
+                _save_optim(opt, out / "optim.safetensors")
+                (out / "state.json").write_text(json.dumps({"step": done, "elapsed_s": elapsed + time.time() - t0}))
+        if stop:
+            break
+    in_sync = True
+    if ddp:  # every rank must hold the same weights, or the all-reduce was wrong
+        sums = torch.stack([torch.cat([p.detach().flatten() for p in params]).double().sum(),
+                            torch.tensor(float(step + 1), dtype=torch.float64)]).to(device)
+        gathered = [torch.zeros_like(sums) for _ in range(world)]
+        dist.all_gather(gathered, sums)
+        in_sync = all(torch.equal(g, gathered[0]) for g in gathered)
+    if rank == 0 and (step + 1 >= cfg["steps"] or (stop and args.finish_on_stop)):
+        finish(model, lp, val, cfg, args, out, elapsed + time.time() - t0, world, device, in_sync, step + 1)
+    if ddp:
+        dist.destroy_process_group()
+
+
+def finish(model, lp, val, cfg, args, out: Path, wall_s: float, world: int, device, in_sync: bool,
+           step_done: int) -> None:
+    metrics = validate(model, lp, val, cfg["val_samples"]) if val is not None else {}
+    record = {"config": cfg, "command": " ".join(["python"] + sys.argv), "split": json.loads(
+        (out / "split.json").read_text()), "final_val": metrics,
+        "steps_done": step_done, "wall_s": round(wall_s), "processes": world,
+        "hardware": f"{platform.machine()}, {os.cpu_count()} cpu cores"
+                    + (f", {torch.cuda.get_device_name()}" if device != "cpu" else ""),
+        "torch": torch.__version__}
+    model.cpu()
+    mid = save_model(model, out / "final.safetensors", record)
+    (out / "metrics.json").write_text(json.dumps({**metrics, "model_id": mid.hex(), "wall_s": wall_s, "steps_done": step_done,
+                                                  "processes": world, "ranks_in_sync": in_sync}, indent=1))
+    print(json.dumps({**metrics, "model_id": mid.hex()}))
+    if args.export:
+        shutil.copy(out / "final.safetensors", ASSET)
+        print(f"exported to {ASSET}")
+
+
+if __name__ == "__main__":
+    main()

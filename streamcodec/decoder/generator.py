@@ -1,0 +1,120 @@
+"""The generator network of the learned decoder and the inputs it is given.
+
+It refines the warp decoder's frame instead of drawing one from nothing: the
+warp already puts the reference's texture in the right place, so the network
+spends its capacity on what the warp cannot do (the inside of a mouth opening
+wider than in the reference, lids closing, the key frame's coding blur, seams
+where the mesh folds). Inputs, all at the frame size:
+
+- the warped reference (3 channels),
+- a sketch of the current structure (face-part contours, the filled mouth
+  opening, the filled eyes: 3 channels),
+- the texture codes spread over the current frame's semantic regions, which
+  modulate the features region by region (SPADE/SEAN-style normalisation).
+
+Most of the work runs at 1/8 and 1/4 of the frame size; the residual is
+produced at 1/2 and expanded to full size by pixel shuffle, which keeps the
+network near 0.6 GFLOP per 256x256 frame.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..structure.landmarks import FaceLayout
+from ..texture.regions import REGIONS, region_masks
+
+SKETCH_CH = 3
+MASK_SCALE = 0.25  # region masks are rendered at 1/4 of the frame size
+
+
+def render_sketch(lm: np.ndarray, layout: FaceLayout, size: int) -> np.ndarray:
+    """(3, size, size) float32 in [0, 1]: contours, mouth opening, eyes."""
+    lines = np.zeros((size, size), np.uint8)
+    loops = [layout.oval] + [loop for ls in layout.loops.values() for loop in ls]
+    pts = [np.round(lm[list(loop)] * 16).astype(np.int32) for loop in loops]
+    cv2.polylines(lines, pts, True, 255, 1, cv2.LINE_AA, shift=4)
+    fills = []
+    for name in ("mouth", "eyes"):
+        m = np.zeros((size, size), np.uint8)
+        for loop in layout.loops[name]:
+            cv2.fillPoly(m, [np.round(lm[list(loop)] * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+        fills.append(m)
+    return np.stack([lines] + fills).astype(np.float32) / 255.0
+
+
+def region_stack(lm: np.ndarray, layout: FaceLayout, person: np.ndarray | None, size: int) -> np.ndarray:
+    """(R, size/4, size/4) float32 masks in REGIONS order."""
+    m = region_masks(lm, layout, person, size, MASK_SCALE)
+    return np.stack([m[r] for r in REGIONS]).astype(np.float32)
+
+
+def spread(codes: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """codes (B, C, R), masks (B, R, h, w) -> (B, C, h, w): each pixel carries its region's code."""
+    return torch.einsum("bcr,brhw->bchw", codes, masks)
+
+
+class SPADE(nn.Module):
+    """Instance norm whose scale and shift come from the region-spread texture codes."""
+
+    def __init__(self, ch: int, cond: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(ch, affine=False)
+        self.shared = nn.Sequential(nn.Conv2d(cond, hidden, 3, 1, 1), nn.ReLU())
+        self.gb = nn.Conv2d(hidden, 2 * ch, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        if cond.shape[-2:] != x.shape[-2:]:
+            cond = F.interpolate(cond, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        g, b = self.gb(self.shared(cond)).chunk(2, 1)
+        return self.norm(x) * (1 + g) + b
+
+
+class ResSPADE(nn.Module):
+    def __init__(self, ch: int, cond: int) -> None:
+        super().__init__()
+        self.n1, self.c1 = SPADE(ch, cond), nn.Conv2d(ch, ch, 3, 1, 1)
+        self.n2, self.c2 = SPADE(ch, cond), nn.Conv2d(ch, ch, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = self.c1(F.leaky_relu(self.n1(x, cond), 0.2))
+        return x + self.c2(F.leaky_relu(self.n2(h, cond), 0.2))
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.LeakyReLU(0.2))
+
+
+class Generator(nn.Module):
+    def __init__(self, code_ch: int, width: int = 16, blocks: int = 2) -> None:
+        super().__init__()
+        w, cin = width, 3 + SKETCH_CH
+        cond = code_ch + SKETCH_CH  # the codes, and where the parts are
+        self.e1, self.e2, self.e3 = _conv(cin, w, 2), _conv(w, 2 * w, 2), _conv(2 * w, 4 * w, 2)
+        self.blocks = nn.ModuleList(ResSPADE(4 * w, cond) for _ in range(blocks))
+        self.lat2, self.d2 = nn.Conv2d(4 * w, 2 * w, 1), _conv(2 * w, 2 * w)
+        self.s2 = SPADE(2 * w, cond)
+        self.lat1, self.d1 = nn.Conv2d(2 * w, w, 1), _conv(w, w)
+        self.out = nn.Conv2d(w, 3 * 4, 3, 1, 1)
+        # Zero residual at the start: an untrained generator is exactly the warp decoder.
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, warp: torch.Tensor, sketch: torch.Tensor, texmap: torch.Tensor) -> torch.Tensor:
+        """warp (B,3,H,W) in [-1,1], sketch (B,3,H,W) in [0,1], texmap (B,C,H/4,W/4) -> frame (B,3,H,W)."""
+        x = torch.cat([warp, sketch], 1)
+        f1 = self.e1(x)  # H/2
+        f2 = self.e2(f1)  # H/4
+        h = self.e3(f2)  # H/8
+        cond = torch.cat([texmap, F.interpolate(sketch, size=texmap.shape[-2:], mode="area")], 1)
+        for blk in self.blocks:
+            h = blk(h, cond)
+        h = F.interpolate(self.lat2(h), scale_factor=2.0, mode="nearest") + f2
+        h = self.s2(self.d2(h), cond)
+        h = F.interpolate(self.lat1(F.leaky_relu(h, 0.2)), scale_factor=2.0, mode="nearest") + f1
+        res = F.pixel_shuffle(self.out(self.d1(h)), 2)
+        return (warp + res).clamp(-1, 1)

@@ -1,0 +1,187 @@
+"""The learned decoder: its weights, its texture code, its stream, its training script."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from streamcodec.bitstream import PacketType, VersionMismatch
+from streamcodec.decoder.learned import (ASSET, LearnedModel, LearnedSynthesizer, ModelMismatch, load_model,
+                                         model_id_of, record_of, save_model)
+from streamcodec.entropy import EntropyError
+from streamcodec.texture.learned import join_payload, split_payload, unpack_strings
+
+from .conftest import FACES, ROOT, TALKING
+
+
+@pytest.fixture(scope="module")
+def model() -> LearnedModel:
+    return load_model(ASSET)
+
+
+def test_code_round_trip_is_exact_and_small(model):
+    torch.manual_seed(0)
+    for scale in (0.3, 2.0, 30.0):  # 30: far outside the trained range, coded through the escape path
+        y = torch.randn(1, model.arch["code_ch"], 9) * scale
+        payload = model.compress_codes(y)
+        assert torch.equal(model.decompress_codes(payload), model.entropy(y)[0])
+    # cheaper than 4 bits per coded value, headers included
+    assert len(model.compress_codes(torch.zeros(1, model.arch["code_ch"], 9))) < 9 * model.arch["code_ch"] // 2
+
+
+def test_damaged_code_is_refused(model):
+    payload = model.compress_codes(torch.randn(1, model.arch["code_ch"], 9))
+    with pytest.raises(EntropyError):
+        unpack_strings(payload[:-3], 2)
+    with pytest.raises(EntropyError):
+        unpack_strings(payload + b"\x00", 2)
+    with pytest.raises(EntropyError):
+        split_payload(b"\x09abc")
+    assert split_payload(join_payload(b"colour", b"code")) == (b"colour", b"code")
+
+
+def test_weights_round_trip_and_refusals(tmp_path, model):
+    path = tmp_path / "m.safetensors"
+    save_model(model, path, {"note": "test"})
+    again = load_model(path)
+    x = [torch.rand(1, 3, 64, 64) * 2 - 1, torch.rand(1, 3, 64, 64), torch.randn(1, model.arch["code_ch"], 16, 16)]
+    assert torch.equal(model.generator(*x), again.generator(*x))
+    assert record_of(path) == {"note": "test"}
+    other = tmp_path / "other.safetensors"
+    save_model(LearnedModel(code_ch=8, width=8, blocks=1, groups=2), other)
+    state = {k: v for k, v in load_model(other).state_dict().items()}
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in state.items() if "generator" not in k}, str(tmp_path / "part.safetensors"),
+              metadata={"arch": json.dumps({"code_ch": 8, "width": 8, "blocks": 1, "groups": 2, "enc_width": 32})})
+    with pytest.raises(ModelMismatch, match="does not fit"):
+        load_model(tmp_path / "part.safetensors")
+    evil = tmp_path / "evil.safetensors"
+    evil.write_bytes(pickle.dumps({"x": 1}))  # a pickle is never unpickled
+    with pytest.raises(ModelMismatch, match="not a safetensors file"):
+        load_model(evil)
+
+
+def test_shipped_weights_record_how_they_were_made():
+    rec = record_of(ASSET)
+    assert "scripts/train.py" in rec["command"]
+    assert rec["config"]["model"] == load_model(ASSET).arch
+    train = {p.stem for p in (FACES / "train").iterdir()}
+    bench = {p.stem for p in (FACES / "bench").iterdir()}
+    used = {n.rsplit("_", 1)[0] for n in rec["split"]["train"] + rec["split"]["val"]}
+    assert used and used <= train and not used & bench
+    assert rec["final_val"]["val_lpips"] < rec["final_val"]["val_lpips_warp"]
+
+
+@pytest.fixture(scope="module")
+def learned_stream(tmp_path_factory, talking_frames, cfg):
+    from streamcodec.files import encode_frames
+
+    c = replace(cfg, texture=replace(cfg.texture, codec="learned"))
+    out = tmp_path_factory.mktemp("learned") / "talk.scv"
+    encode_frames(talking_frames[:30], out, c, progress=False)
+    return out
+
+
+def test_both_decoders_read_the_learned_stream(learned_stream, talking_frames):
+    from streamcodec.files import decode_file
+    from streamcodec.metrics import LPIPS
+
+    contents, warp, errors = decode_file(learned_stream, decoder="warp")
+    assert not errors and contents.header.texture_model_id == model_id_of(ASSET)
+    assert any(p.type == PacketType.TEXTURE and len(split_payload(p.payload)[1]) > 4 for p in contents.packets)
+    _, learned, errors = decode_file(learned_stream, decoder="learned")
+    assert not errors and len(learned) == len(warp) == 30
+    truth = np.stack(talking_frames[:30])
+    lp = LPIPS("alex")
+    a = lp(truth[1:], np.stack([f.image for f in warp[1:]])).mean()
+    b = lp(truth[1:], np.stack([f.image for f in learned[1:]])).mean()
+    assert b < a, (a, b)  # the generator must improve on the warp it starts from
+
+
+def test_decoder_with_other_weights_refuses_the_stream(learned_stream, tmp_path, monkeypatch):
+    from streamcodec.files import decode_file
+
+    other = tmp_path / "other.safetensors"
+    save_model(LearnedModel(code_ch=8, width=8, blocks=1, groups=2), other)
+    monkeypatch.setattr("streamcodec.decoder.learned.ASSET", other)
+    monkeypatch.setattr(LearnedSynthesizer.__init__, "__defaults__", (other, None))
+    with pytest.raises(VersionMismatch, match="learned texture model"):
+        decode_file(learned_stream, decoder="learned")
+
+
+def test_learned_decoder_reads_v1_streams(encoded):
+    from streamcodec.files import decode_file
+
+    path, res = encoded
+    _, frames, errors = decode_file(path, decoder="learned")
+    assert not errors and len(frames) == res.frames
+
+
+def test_encoder_side_refinement_never_worsens_the_key_frame(talking_frames, cfg):
+    """Refinement keeps the best quantised code it visits: on the key frame its objective (the
+    training objective, distortion + lambda x bits) is never above the plain code's."""
+    from streamcodec.decoder.generator import region_stack, render_sketch, spread
+    from streamcodec.decoder.learned import _lpips, encode_code, refine_code, to_tensor
+    from streamcodec.keyframe import encode_to_budget, get_codec
+    from streamcodec.session import get_backend_layout
+    from streamcodec.structure.landmarks import get_backend
+
+    m = load_model(ASSET)
+    img = talking_frames[0]
+    lm = get_backend(cfg.backend).detect(img).points[:, :2]
+    layout = get_backend_layout(cfg.backend)
+    still = get_codec("av1", 8)
+    key = still.decode(encode_to_budget(still, img, 1500, None)[0])
+    masks = torch.from_numpy(region_stack(lm, layout, None, 256))[None]
+    sketch = torch.from_numpy(render_sketch(lm, layout, 256))[None]
+
+    def objective(code: torch.Tensor) -> float:
+        with torch.no_grad():
+            y_hat, bits = m.entropy(code)
+            out = m.generator(to_tensor(key), sketch, spread(y_hat, masks))
+            return float((out - to_tensor(img)).abs().mean() + _lpips()(out, to_tensor(img)).mean()
+                         + m.lambda_rate * bits.mean())
+
+    with torch.no_grad():
+        y = m.encoder(to_tensor(img), masks)
+    for lr in (0.3, 3.0):  # 3.0 jumps far across the quantiser's bins: most steps are worse
+        y2 = refine_code(m, y, img, key, lm, layout, masks, steps=4, lr=lr)
+        assert objective(y2) <= objective(y)
+    assert m.decompress_codes(encode_code(m, img, lm, layout, None, key, 4, 0.3)).shape == y.shape
+
+
+def test_training_two_processes_and_resume(tmp_path):
+    """torchrun, 2 CPU processes (gloo) on pairs cached from a real train clip; then a resumed run."""
+    clip = sorted((FACES / "train").glob("*.mp4"))[0]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(ROOT / "scripts/cache_pairs.py"), "--folder", str(clip.parent),
+                    "--clips", "2", "--max-frames", "32", "--stride", "2", "--budgets", "1500",
+                    "--out", str(tmp_path / "pairs")], check=True, env=env, capture_output=True, timeout=300)
+    assert len(list((tmp_path / "pairs").glob("*.npz"))) == 2
+    cfg = (ROOT / "configs/train_generator.yaml").read_text()
+    cfg = cfg.replace("batch: 8", "batch: 2").replace("crop: 160", "crop: 64").replace("val_clips: 6", "val_clips: 1")
+    cfg = cfg.replace("val_samples: 64", "val_samples: 8")
+    (tmp_path / "cfg.yaml").write_text(cfg)
+    common = ["scripts/train.py", "--config", str(tmp_path / "cfg.yaml"), "--data", str(tmp_path / "pairs"),
+              "--out", str(tmp_path / "run")]
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+                    *common, "--steps", "2"], check=True, env=env, cwd=ROOT, capture_output=True, timeout=300)
+    metrics = json.loads((tmp_path / "run/metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["ranks_in_sync"]
+    first = load_model(tmp_path / "run/final.safetensors")
+    r = subprocess.run([sys.executable, *common, "--steps", "3"], check=True, env=env, cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert "resuming at step 2" in r.stdout
+    assert json.loads((tmp_path / "run/state.json").read_text())["step"] == 3
+    again = load_model(tmp_path / "run/final.safetensors")
+    assert any(not torch.equal(a, b) for a, b in zip(first.parameters(), again.parameters()))
