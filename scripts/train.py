@@ -126,17 +126,21 @@ def sample_image(model: LearnedModel, b: dict[str, torch.Tensor], path: Path) ->
 
 
 def _save_optim(opt: torch.optim.Optimizer, path: Path) -> None:
-    tensors = {f"{i}.{k}": v.contiguous() for i, st in opt.state.items() for k, v in st.items()
+    # state_dict() numbers the parameters in param-group order: that index, not the tensor, is the key
+    tensors = {f"{i}.{k}": v.contiguous() for i, st in opt.state_dict()["state"].items() for k, v in st.items()
                if torch.is_tensor(v)}
     save_file(tensors, str(path))
 
 
 def _load_optim(opt: torch.optim.Optimizer, path: Path) -> None:
     flat = load_file(str(path))
-    params = [p for g in opt.param_groups for p in g["params"]]
+    sd = opt.state_dict()
+    state: dict[int, dict[str, torch.Tensor]] = {}
     for key, v in flat.items():
         i, name = key.split(".", 1)
-        opt.state[params[int(i)]][name] = v
+        state.setdefault(int(i), {})[name] = v
+    sd["state"] = state
+    opt.load_state_dict(sd)
 
 
 def _split(files: list[Path], n_val: int) -> tuple[list[Path], list[Path]]:

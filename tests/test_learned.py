@@ -185,3 +185,23 @@ def test_training_two_processes_and_resume(tmp_path):
     assert json.loads((tmp_path / "run/state.json").read_text())["step"] == 3
     again = load_model(tmp_path / "run/final.safetensors")
     assert any(not torch.equal(a, b) for a, b in zip(first.parameters(), again.parameters()))
+
+
+def test_optimiser_state_survives_save_and_load(tmp_path):
+    """Resuming restores Adam's moments exactly, not a fresh optimiser."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("train_script", ROOT / "scripts/train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    net(torch.randn(5, 4)).sum().backward()
+    opt.step()
+    train._save_optim(opt, tmp_path / "optim.safetensors")
+    fresh = torch.optim.Adam(net.parameters(), 1e-3)
+    train._load_optim(fresh, tmp_path / "optim.safetensors")
+    a, b = opt.state_dict()["state"], fresh.state_dict()["state"]
+    assert a.keys() == b.keys() and len(a) == 4
+    for i in a:
+        for k in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(a[i][k], b[i][k])
