@@ -154,6 +154,25 @@ def side_by_side(clips: list[Path], out: Path) -> list[str]:
     return L
 
 
+def training_lines(rec: dict) -> list[str]:
+    """One line per training stage, earliest first: the record of a fine-tuned run holds its start's."""
+    stages = []
+    while rec:
+        stages.append(rec)
+        rec = rec.get("initialised_from", {}).get("record", {})
+    lines = []
+    for k, r in enumerate(reversed(stages), 1):
+        start = r.get("initialised_from")
+        lines.append(f"- training stage {k}: `{r.get('command')}`, {r.get('wall_s', 0) / 60:.0f} min on "
+                     f"{r.get('hardware')}, {r.get('steps_done', r['config']['steps'])} steps of batch "
+                     f"{r['config']['batch']} on {r['config']['crop']}-pixel crops, {len(r['split']['train'])} train "
+                     f"clips, {len(r['split']['val'])} validation clips (identity-disjoint from `bench/`)"
+                     + (f", starting from model `{start['model_id']}`" if start else "")
+                     + f"; final validation LPIPS {r['final_val'].get('val_lpips', float('nan')):.4f} "
+                     f"(warp {r['final_val'].get('val_lpips_warp', float('nan')):.4f})")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--points", default=str(ROOT / "docs/results/learned/rd_points.json"))
@@ -170,10 +189,7 @@ def main() -> None:
          "`streamcodec bench --learned` (`docs/results/learned/`)",
          f"- weights: `streamcodec/assets/learned_decoder.safetensors`, model id `{model_id_of(ASSET).hex()}`, "
          f"{ASSET.stat().st_size / 1e6:.2f} MB",
-         f"- training: `{rec.get('command')}`, {rec.get('wall_s', 0) / 60:.0f} min on {rec.get('hardware')}, "
-         f"{rec['config']['steps']} steps of batch {rec['config']['batch']}, "
-         f"{len(rec['split']['train'])} train clips, {len(rec['split']['val'])} validation clips "
-         "(identity-disjoint from `bench/`)",
+         *training_lines(rec),
          "- the generator was trained on L1 + LPIPS-alex: LPIPS-vgg and DISTS are metrics it was not trained on",
          "", "## Quality at equal key-frame budgets", ""]
     L += comparison(rows)

@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from streamcodec.decoder.generator import MASK_SCALE, region_stack, render_sketch
-from streamcodec.decoder.learned import ASSET, LearnedModel, save_model
+from streamcodec.decoder.learned import ASSET, LearnedModel, load_model, model_id_of, record_of, save_model
 from streamcodec.eval.clips import cache_dir
 from streamcodec.metrics.lpips import load_lpips_net
 from streamcodec.session import get_backend_layout
@@ -159,6 +159,8 @@ def main() -> None:
                     help="write final weights even when --max-minutes stops the run early (the record says so)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
     ap.add_argument("--export", action="store_true", help="copy the final weights to streamcodec/assets/")
+    ap.add_argument("--init", default=None,
+                    help="start from these weights (a fine-tuning stage; their record is kept in the new one)")
     args = ap.parse_args()
     cfg = yaml.safe_load(Path(args.config).read_text())
     if args.steps is not None:
@@ -189,6 +191,9 @@ def main() -> None:
     opt = torch.optim.Adam(main_params, lr=cfg["lr"])
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
     start, elapsed = 0, 0.0
+    init_record = None
+    if args.init:
+        init_record = _init_from(model, Path(args.init), cfg["model"])
     if (out / "state.json").exists():
         model.load_state_dict(load_file(str(out / "last.safetensors")), strict=False)
         _load_optim(opt, out / "optim.safetensors")
@@ -268,13 +273,23 @@ def main() -> None:
         dist.all_gather(gathered, sums)
         in_sync = all(torch.equal(g, gathered[0]) for g in gathered)
     if rank == 0 and (step + 1 >= cfg["steps"] or (stop and args.finish_on_stop)):
-        finish(model, lp, val, cfg, args, out, elapsed + time.time() - t0, world, device, in_sync, step + 1)
+        finish(model, lp, val, cfg, args, out, elapsed + time.time() - t0, world, device, in_sync, step + 1,
+               init_record)
     if ddp:
         dist.destroy_process_group()
 
 
+def _init_from(model: LearnedModel, path: Path, arch: dict) -> dict:
+    """Copies the weights of an earlier run into `model`; returns that run's record."""
+    prev = load_model(path)
+    if prev.arch != {k: int(v) for k, v in arch.items()}:
+        sys.exit(f"--init {path}: architecture {prev.arch} differs from the config's {arch}")
+    model.load_state_dict(load_file(str(path)), strict=False)  # the file leaves out the derived CDF tables
+    return {"weights": str(path), "model_id": model_id_of(path).hex(), "record": record_of(path)}
+
+
 def finish(model, lp, val, cfg, args, out: Path, wall_s: float, world: int, device, in_sync: bool,
-           step_done: int) -> None:
+           step_done: int, init_record: dict | None = None) -> None:
     metrics = validate(model, lp, val, cfg["val_samples"]) if val is not None else {}
     record = {"config": cfg, "command": " ".join(["python"] + sys.argv), "split": json.loads(
         (out / "split.json").read_text()), "final_val": metrics,
@@ -282,6 +297,8 @@ def finish(model, lp, val, cfg, args, out: Path, wall_s: float, world: int, devi
         "hardware": f"{platform.machine()}, {os.cpu_count()} cpu cores"
                     + (f", {torch.cuda.get_device_name()}" if device != "cpu" else ""),
         "torch": torch.__version__}
+    if init_record is not None:  # this run fine-tuned an earlier one: its whole history stays with the weights
+        record["initialised_from"] = init_record
     model.cpu()
     mid = save_model(model, out / "final.safetensors", record)
     (out / "metrics.json").write_text(json.dumps({**metrics, "model_id": mid.hex(), "wall_s": wall_s, "steps_done": step_done,

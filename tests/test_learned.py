@@ -185,6 +185,13 @@ def test_training_two_processes_and_resume(tmp_path):
     assert json.loads((tmp_path / "run/state.json").read_text())["step"] == 3
     again = load_model(tmp_path / "run/final.safetensors")
     assert any(not torch.equal(a, b) for a, b in zip(first.parameters(), again.parameters()))
+    # a fine-tuning stage starts from those weights and keeps their record inside its own
+    common[-1] = str(tmp_path / "stage2")
+    subprocess.run([sys.executable, *common, "--steps", "1", "--init", str(tmp_path / "run/final.safetensors")],
+                   check=True, env=env, cwd=ROOT, capture_output=True, timeout=300)
+    rec = record_of(tmp_path / "stage2/final.safetensors")
+    assert rec["initialised_from"]["model_id"] == model_id_of(tmp_path / "run/final.safetensors").hex()
+    assert rec["initialised_from"]["record"]["steps_done"] == 3
 
 
 def test_optimiser_state_survives_save_and_load(tmp_path):
