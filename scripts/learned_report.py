@@ -24,7 +24,7 @@ import torch
 
 from streamcodec.bitstream import PacketType
 from streamcodec.config import load_config
-from streamcodec.decoder.learned import ASSET, model_id_of, record_of
+from streamcodec.decoder.learned import ASSET, LearnedSynthesizer, model_id_of, record_of
 from streamcodec.eval.bdrate import bd_rate
 from streamcodec.eval.clips import DEFAULT_BENCH, list_clips, prepared
 from streamcodec.eval.report import machine_line
@@ -83,23 +83,31 @@ def comparison(rows: list[dict]) -> list[str]:
     return L
 
 
-def decode_speed(clip: Path, runs: int = 3) -> list[str]:
+def decode_speed(clip: Path, runs: int = 5) -> list[str]:
+    """Whole-file decode fps (model load included), the decoders interleaved run by run so that the
+    host's load swings hit them alike; the ratio to warp is the steadier number on a shared machine."""
     cfg = load_config()
     cfg = replace(cfg, texture=replace(cfg.texture, codec="learned"))
     frames = prepared(clip, cfg.size, 100)
     torch.set_num_threads(2)
-    L = ["| decoder | decode fps (median) | runs |", "|---|---|---|"]
+    decoders = {"warp": ("warp", True), "learned, eager generator": ("learned", False),
+                "learned (traced, frozen, channels-last: the default)": ("learned", True)}
+    fps: dict[str, list[float]] = {k: [] for k in decoders}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "s.scv"
         encode_frames(list(frames), path, cfg, progress=False)
-        for dec in ("warp", "learned"):
-            decode_file(path, decoder=dec)  # warm-up: model load, first-call kernel selection
-            fps = []
-            for _ in range(runs):
+        for _ in range(runs + 1):  # the first round is a warm-up: model load, tracing, kernel selection
+            for name, (dec, compiled) in decoders.items():
+                LearnedSynthesizer.compile = compiled
                 t0 = time.perf_counter()
                 _, out, _ = decode_file(path, decoder=dec)
-                fps.append(len(out) / (time.perf_counter() - t0))
-            L.append(f"| {dec} | {np.median(fps):.1f} | " + ", ".join(f"{v:.1f}" for v in fps) + " |")
+                fps[name].append(len(out) / (time.perf_counter() - t0))
+    LearnedSynthesizer.compile = True
+    warp = np.median(fps["warp"][1:])
+    L = ["| decoder | decode fps (median) | vs warp | runs |", "|---|---|---|---|"]
+    for name, v in fps.items():
+        L.append(f"| {name} | {np.median(v[1:]):.1f} | {np.median(v[1:]) / warp:.2f} | "
+                 + ", ".join(f"{x:.1f}" for x in v[1:]) + " |")
     return L
 
 
@@ -193,7 +201,7 @@ def main() -> None:
          "- the generator was trained on L1 + LPIPS-alex: LPIPS-vgg and DISTS are metrics it was not trained on",
          "", "## Quality at equal key-frame budgets", ""]
     L += comparison(rows)
-    L += ["", "## Decode speed at 256x256 (this machine, 2 torch threads, 100 frames)", ""]
+    L += ["", "## Decode speed at 256x256 (this machine, 2 torch threads, 100 frames, 5 interleaved runs each)", ""]
     L += decode_speed(clips[0])
     L += ["", "## Side by side", "", "![side by side](learned_side_by_side.png)", "",
           f"The frame of the first {args.side_clips} `bench/` clips (first 250 frames, key-frame budget 3000) where each event is strongest "
