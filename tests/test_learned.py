@@ -108,6 +108,17 @@ def test_both_decoders_read_the_learned_stream(learned_stream, talking_frames):
     assert b < a, (a, b)  # the generator must improve on the warp it starts from
 
 
+def test_compiled_generator_decodes_what_the_eager_one_does(learned_stream, monkeypatch):
+    """The traced, frozen, channels-last generator is a speed-up only: the same frames to 1 LSB."""
+    from streamcodec.files import decode_file
+
+    _, fast, _ = decode_file(learned_stream, decoder="learned")
+    monkeypatch.setattr(LearnedSynthesizer, "compile", False)
+    _, eager, _ = decode_file(learned_stream, decoder="learned")
+    a, b = (np.stack([f.image for f in x]).astype(int) for x in (fast, eager))
+    assert np.abs(a - b).max() <= 1 and (a != b).mean() < 1e-3
+
+
 def test_decoder_with_other_weights_refuses_the_stream(learned_stream, tmp_path, monkeypatch):
     from streamcodec.files import decode_file
 
