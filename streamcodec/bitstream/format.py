@@ -84,7 +84,7 @@ def _crc(data: bytes) -> int:
     return binascii.crc_hqx(data, 0xFFFF)
 
 
-def _varint(n: int) -> bytes:
+def write_varint(n: int) -> bytes:
     if n < 0:
         raise ValueError(f"varint of a negative number {n}")  # n >>= 7 would never reach 0
     out = bytearray()
@@ -96,7 +96,7 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def _read_varint(data: bytes, pos: int, max_bytes: int) -> tuple[int, int]:
+def read_varint(data: bytes, pos: int, max_bytes: int) -> tuple[int, int]:
     n = shift = 0
     for i in range(max_bytes):
         if pos + i >= len(data):
@@ -147,8 +147,8 @@ def encode_packet(p: Packet) -> bytes:
     out = bytearray([(int(p.type) << 4) | (flags & 0xF)])
     out.append(p.frame & 0xFF)
     if p.timestamp_ms is not None:
-        out += _varint(p.timestamp_ms)
-    out += _varint(len(p.payload))
+        out += write_varint(p.timestamp_ms)
+    out += write_varint(len(p.payload))
     out += p.payload
     out += struct.pack(">H", _crc(bytes(out)))
     return bytes(out)
@@ -167,8 +167,8 @@ def parse_packet(data: bytes, pos: int = 0) -> tuple[Packet, int]:
     q = pos + 2
     ts = None
     if flags & FLAG_TIMESTAMP:
-        ts, q = _read_varint(data, q, 6)
-    n, q = _read_varint(data, q, 3)
+        ts, q = read_varint(data, q, 6)
+    n, q = read_varint(data, q, 3)
     if n > MAX_PAYLOAD:
         raise BitstreamError(f"packet length {n} exceeds the maximum")
     end = q + n

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..bitstream.format import BitstreamError, read_varint, write_varint
 from ..entropy import EntropyError
 from .regions import REGIONS
 
@@ -40,35 +41,26 @@ class TextureEncoder(nn.Module):
         return self.proj(pooled).transpose(1, 2) * inside.flatten(2).any(-1)[:, None, :]
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def pack_strings(strings: list[bytes]) -> bytes:
-    return b"".join(_varint(len(s)) + s for s in strings)
+    return b"".join(write_varint(len(s)) + s for s in strings)
+
+
+def _read_length(data: bytes, pos: int, what: str) -> tuple[int, int]:
+    """A length prefix (at most 3 varint bytes) and the position after it, checked against the data."""
+    try:
+        n, pos = read_varint(data, pos, 3)
+    except BitstreamError:
+        raise EntropyError(f"truncated {what}") from None
+    if pos + n > len(data):
+        raise EntropyError(f"truncated {what}")
+    return n, pos
 
 
 def unpack_strings(data: bytes, count: int) -> list[bytes]:
     """Inverse of pack_strings; raises EntropyError on a short or overlong payload."""
     out, pos = [], 0
     for _ in range(count):
-        n = shift = 0
-        while True:
-            if pos >= len(data) or shift > 21:
-                raise EntropyError("truncated learned texture code")
-            b = data[pos]
-            pos += 1
-            n |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-        if pos + n > len(data):
-            raise EntropyError("truncated learned texture code")
+        n, pos = _read_length(data, pos, "learned texture code")
         out.append(data[pos:pos + n])
         pos += n
     if pos != len(data):
@@ -89,16 +81,5 @@ def join_payload(colour: bytes, code: bytes) -> bytes:
 def split_payload(payload: bytes) -> tuple[bytes, bytes]:
     if not payload:
         raise EntropyError("empty texture packet")
-    n = shift = pos = 0
-    while True:
-        if pos >= len(payload) or shift > 21:
-            raise EntropyError("truncated texture packet")
-        b = payload[pos]
-        pos += 1
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            break
-    if pos + n > len(payload):
-        raise EntropyError("truncated texture packet")
+    n, pos = _read_length(payload, 0, "texture packet")
     return payload[pos:pos + n], payload[pos + n:]
