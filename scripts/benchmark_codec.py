@@ -106,8 +106,8 @@ def speed_runs(clip_frames: np.ndarray, cfg, runs: int) -> dict:
             "encode_fps_median": float(np.median(enc)), "decode_fps_median": float(np.median(dec))}
 
 
-def _mouth_open(lm: np.ndarray | None, inner: list[int]) -> float:
-    return 0.0 if lm is None else float(cv2.contourArea(lm[inner].astype(np.float32)))
+def _mouth_open(lm: np.ndarray | None, layout) -> float:
+    return 0.0 if lm is None else layout.mouth_area(lm)
 
 
 def _turn(lm: np.ndarray | None, ref: np.ndarray | None, basis) -> float:
@@ -125,10 +125,10 @@ def failure_frames(results: list[dict], out_dir: Path) -> list[tuple[str, str]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("*.png"):
         old.unlink()
-    inner, basis = list(mediapipe_layout().inner_lips), load_default_basis()
+    layout, basis = mediapipe_layout(), load_default_basis()
     picks: list[tuple[str, dict, int]] = []
-    mouth = [(max(range(r["frames"]), key=lambda i, r=r: _mouth_open(r["_frames"][2][i], inner)), r) for r in results]
-    i, r = max(mouth, key=lambda m: _mouth_open(m[1]["_frames"][2][m[0]], inner))
+    mouth = [(max(range(r["frames"]), key=lambda i, r=r: _mouth_open(r["_frames"][2][i], layout)), r) for r in results]
+    i, r = max(mouth, key=lambda m: _mouth_open(m[1]["_frames"][2][m[0]], layout))
     picks.append(("mouth opening", r, i))
     turns = []
     for r in results:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from streamcodec.bitstream import PacketType
 from streamcodec.config import load_config
-from streamcodec.eval.clips import VIDEO_EXT, cache_dir, prepared
+from streamcodec.eval.clips import cache_dir, list_clips, prepared
 from streamcodec.files import decode_file, encode_frames
 from streamcodec.texture import PersonSegmenter
 
@@ -70,7 +70,7 @@ def main() -> None:
     budgets = [int(b) for b in args.budgets.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    clips = sorted(p for p in Path(args.folder).iterdir() if p.suffix.lower() in VIDEO_EXT)
+    clips = list_clips(args.folder)
     if args.clips:
         clips = clips[:: max(1, len(clips) // args.clips)][: args.clips]
     i, n = (int(v) for v in args.shard.split("/"))

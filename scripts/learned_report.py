@@ -111,14 +111,6 @@ def decode_speed(clip: Path, runs: int = 5) -> list[str]:
     return L
 
 
-def _mouth_area(lm: np.ndarray, layout) -> float:
-    return float(cv2.contourArea(lm[list(layout.inner_lips)].astype(np.float32)))
-
-
-def _eye_area(lm: np.ndarray, layout) -> float:
-    return float(sum(cv2.contourArea(lm[list(loop)].astype(np.float32)) for loop in layout.loops["eyes"]))
-
-
 def _yaw(lm: np.ndarray, layout) -> float:
     oval = lm[list(layout.oval)]
     return float((lm[1, 0] - oval[:, 0].mean()) / (np.ptp(oval[:, 0]) + 1e-6))  # nose tip off the oval centre
@@ -143,8 +135,8 @@ def side_by_side(clips: list[Path], out: Path) -> list[str]:
                 if key is None or key == i or f.landmarks is None or warp[key].landmarks is None:
                     continue
                 k = warp[key].landmarks
-                score = {"mouth opens": _mouth_area(f.landmarks, layout) - _mouth_area(k, layout),
-                         "eyes close": _eye_area(k, layout) - _eye_area(f.landmarks, layout),
+                score = {"mouth opens": layout.mouth_area(f.landmarks) - layout.mouth_area(k),
+                         "eyes close": layout.eye_area(k) - layout.eye_area(f.landmarks),
                          "head turns": abs(_yaw(f.landmarks, layout) - _yaw(k, layout)) * 100}
                 for e, v in score.items():
                     if v > best[e][0]:

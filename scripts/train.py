@@ -34,7 +34,8 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from streamcodec.decoder.generator import MASK_SCALE, region_stack, render_sketch
-from streamcodec.decoder.learned import ASSET, LearnedModel, load_model, model_id_of, record_of, save_model
+from streamcodec.decoder.learned import (ASSET, LearnedModel, load_model, model_id_of, record_of, save_model,
+                                         to_image)
 from streamcodec.eval.clips import cache_dir
 from streamcodec.metrics.lpips import load_lpips_net
 from streamcodec.session import get_backend_layout
@@ -121,8 +122,7 @@ def sample_image(model: LearnedModel, b: dict[str, torch.Tensor], path: Path) ->
         out, _ = model(b["ref_orig"][:4], b["ref_masks"][:4], b["warp"][:4], b["sketch"][:4], b["masks"][:4])
         model.train()
     rows = [torch.cat([b["warp"][k], out[k], b["target"][k]], 2) for k in range(out.shape[0])]
-    img = ((torch.cat(rows, 1).permute(1, 2, 0) + 1) * 127.5).clamp(0, 255).byte().numpy()
-    cv2.imwrite(str(path), img[..., ::-1])
+    cv2.imwrite(str(path), to_image(torch.cat(rows, 1)[None])[..., ::-1])
 
 
 def _save_optim(opt: torch.optim.Optimizer, path: Path) -> None:

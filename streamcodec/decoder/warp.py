@@ -84,8 +84,7 @@ class WarpSynthesizer:
             np.concatenate([ref_tri, np.ones((len(ref_tri), 3, 1), np.float32)], 2)))
         self._ref_img = ref.image
         self._ref_person = None if ref.person is None else ref.person.astype(np.float32)
-        inner = ref.landmarks[list(layout.inner_lips)]
-        self._ref_mouth_area = float(cv2.contourArea(inner.astype(np.float32)))
+        self._ref_mouth_area = layout.mouth_area(ref.landmarks)
         self._ygrid, self._xgrid = np.mgrid[0:self.size, 0:self.size].astype(np.float32)
 
     def set_codes(self, codes) -> None:
@@ -167,14 +166,14 @@ class WarpSynthesizer:
     # -- texture-driven corrections -----------------------------------------
     def _fill_mouth(self, img: np.ndarray, lm: np.ndarray, texture: RegionStats | None) -> np.ndarray:
         """Paint the mouth interior where the mouth opened wider than in the reference."""
-        inner = lm[list(self.layout.inner_lips)].astype(np.float32)
-        area = float(cv2.contourArea(inner))
+        area = self.layout.mouth_area(lm)
         if area < 6.0 or area <= self._ref_mouth_area * 1.15:
             return img
         alpha = float(np.clip(1.0 - self._ref_mouth_area / area, 0.0, 0.9))
         colour = self._default_mouth
         if texture and "mouth" in texture:
             colour = np.clip(_YCC2RGB @ (texture["mouth"] - np.array([0, 128, 128])), 0, 255).astype(np.float32)
+        inner = lm[list(self.layout.inner_lips)].astype(np.float32)
         x0, y0 = np.floor(inner.min(0)).astype(int) - 3
         x1, y1 = np.ceil(inner.max(0)).astype(int) + 4
         x0, y0 = max(x0, 0), max(y0, 0)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Protocol
 
+import cv2
 import numpy as np
 
 from .. import StreamcodecError
@@ -35,6 +36,18 @@ class FaceLayout:
     loops: dict[str, tuple[tuple[int, ...], ...]]
     hulls: dict[str, tuple[tuple[int, ...], ...]]
     inner_lips: tuple[int, ...]
+
+    def mouth_area(self, lm: np.ndarray) -> float:
+        """Area (square pixels) inside the inner lips: how far the mouth is open."""
+        return _area(lm, self.inner_lips)
+
+    def eye_area(self, lm: np.ndarray) -> float:
+        """Area (square pixels) of both eye openings: small when the eyes close."""
+        return sum(_area(lm, loop) for loop in self.loops["eyes"])
+
+
+def _area(lm: np.ndarray, loop: tuple[int, ...]) -> float:
+    return float(cv2.contourArea(lm[list(loop), :2].astype(np.float32)))
 
 
 @dataclass
