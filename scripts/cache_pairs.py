@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from streamcodec.bitstream import PacketType
 from streamcodec.config import load_config
 from streamcodec.eval.clips import cache_dir, list_clips, prepared
 from streamcodec.files import decode_file, encode_frames
@@ -36,13 +35,13 @@ def cache_clip(clip: Path, cfg, max_frames: int, stride: int, out: Path, seg: Pe
         scv = Path(tmp) / "c.scv"
         encode_frames(list(frames), scv, cfg, progress=False)
         contents, dec, _ = decode_file(scv)
-    keys = sorted(p.frame for p in contents.packets if p.type == PacketType.KEYFRAME)
+    keys, key_of = contents.key_frames(), contents.key_frame_of
     # Frames predicted from a key frame (not the key frames themselves: their output is the key image).
     keep = [i for i, d in enumerate(dec) if d.landmarks is not None and not d.concealed and i not in keys
-            and keys and keys[0] < i and dec[max(k for k in keys if k <= i)].landmarks is not None][::stride]
+            and key_of(i) is not None and dec[key_of(i)].landmarks is not None][::stride]
     if len(keep) < 10:
         return False
-    key_of = [max(k for k in keys if k <= i) for i in keep]
+    key_of = [key_of(i) for i in keep]
     key_ids = sorted(set(key_of))
     np.savez_compressed(out, target=frames[keep], warp=np.stack([dec[i].image for i in keep]),
                         landmarks=np.stack([dec[i].landmarks for i in keep]).astype(np.float32),

@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 import torch
 
-from streamcodec.bitstream import PacketType
 from streamcodec.config import load_config
+from streamcodec.decoder import runtime
 from streamcodec.decoder.learned import ASSET, LearnedSynthesizer, model_id_of, record_of
 from streamcodec.eval.bdrate import bd_rate
 from streamcodec.eval.clips import DEFAULT_BENCH, list_clips, prepared
@@ -37,10 +37,19 @@ METRICS = [("lpips_alex", "LPIPS-alex", False), ("lpips_alex_face", "LPIPS-alex 
            ("psnr", "PSNR", True), ("psnr_face", "PSNR face", True), ("ms_ssim", "MS-SSIM", True)]
 
 
+DECODERS = {"streamcodec": "warp", "streamcodec-learned": "learned", "freeze": "freeze"}
+
+
+def _change(metric: str, higher_is_better: bool, v: float) -> str:
+    if metric.startswith("psnr"):
+        return f"{v:+.2f} dB"
+    return f"{v:+.4f}" if higher_is_better else f"{v:+.1f}%"
+
+
 def comparison(rows: list[dict]) -> list[str]:
     by = {}
     for r in rows:
-        if r["codec"] in ("streamcodec", "streamcodec-learned"):
+        if r["codec"] in DECODERS:
             by.setdefault((r["codec"], r["param"]), []).append(r)
     budgets = sorted({p for _, p in by})
     clips = sorted({r["clip"] for r in rows if r["codec"] == "streamcodec-learned"})
@@ -50,16 +59,18 @@ def comparison(rows: list[dict]) -> list[str]:
          "|---" * (3 + len(METRICS)) + "|"]
     mean = {}
     for b in budgets:
-        for codec in ("streamcodec", "streamcodec-learned"):
+        for codec, name in DECODERS.items():
             rs = by.get((codec, b), [])
+            if not rs:
+                continue
             mean[codec, b] = {k: float(np.nanmean([r[k] for r in rs])) for k in ["kbps"] + [m[0] for m in METRICS]}
-            name = "warp" if codec == "streamcodec" else "learned"
             L.append(f"| {b} | {name} | {mean[codec, b]['kbps']:.2f} | "
                      + " | ".join(f"{mean[codec, b][m]:.4f}" for m, _, _ in METRICS) + " |")
     L += ["", "Change of learned against warp at the same key-frame budget (mean over clips of the per-clip "
           "change; the learned stream's extra bits are in its kbps above):", "",
           "| key-frame budget | extra kbps | " + " | ".join(m[1] for m in METRICS) + " |",
           "|---" * (2 + len(METRICS)) + "|"]
+    changes = []
     for b in budgets:
         w = {r["clip"]: r for r in by[("streamcodec", b)]}
         lr = {r["clip"]: r for r in by[("streamcodec-learned", b)]}
@@ -67,10 +78,14 @@ def comparison(rows: list[dict]) -> list[str]:
         cells = []
         for m, _, hib in METRICS:
             d = [lr[c][m] - w[c][m] if hib else (lr[c][m] - w[c][m]) / w[c][m] * 100 for c in common]
-            cells.append(f"{np.nanmean(d):+.2f} dB" if hib and m.startswith("psnr") else
-                         (f"{np.nanmean(d):+.4f}" if hib else f"{np.nanmean(d):+.1f}%"))
+            changes.append((m, hib, float(np.nanmean(d))))
+            cells.append(_change(m, hib, changes[-1][2]))
         extra = np.mean([lr[c]["kbps"] - w[c]["kbps"] for c in common])
         L.append(f"| {b} | {extra:+.3f} | " + " | ".join(cells) + " |")
+    L.append("| mean of the budgets | | " + " | ".join(
+        _change(m, hib, float(np.mean([v for mm, _, v in changes if mm == m]))) for m, _, hib in METRICS) + " |")
+    L += ["", "The freeze rows are the frozen-picture anchor (the decoded key frame shown throughout, rate of "
+          "its key frame only): a decoder that conveys no motion scores there."]
     L += ["", "BD-rate of learned against warp (negative = fewer bits for the same quality):", "",
           "| " + " | ".join(m[1] for m in METRICS) + " |", "|---" * len(METRICS) + "|"]
     cells = []
@@ -83,26 +98,32 @@ def comparison(rows: list[dict]) -> list[str]:
     return L
 
 
-def decode_speed(clip: Path, runs: int = 5) -> list[str]:
+NAMES = {"eager": "eager generator", "traced": "TorchScript generator (traced, frozen, channels-last)",
+         "onnx": "ONNX Runtime generator"}
+
+
+def decode_speed(clip: Path, threads: int, runs: int = 5) -> list[str]:
     """Whole-file decode fps (model load included), the decoders interleaved run by run so that the
     host's load swings hit them alike; the ratio to warp is the steadier number on a shared machine."""
     cfg = load_config()
     cfg = replace(cfg, texture=replace(cfg.texture, codec="learned"))
     frames = prepared(clip, cfg.size, 100)
-    torch.set_num_threads(2)
-    decoders = {"warp": ("warp", True), "learned, eager generator": ("learned", False),
-                "learned (traced, frozen, channels-last: the default)": ("learned", True)}
+    torch.set_num_threads(threads)
+    default = runtime.resolve("auto")
+    decoders = {"warp": ("warp", "eager")} | {
+        f"learned, {NAMES[b]}" + (" (the default)" if b == default else ""): ("learned", b)
+        for b in reversed(runtime.available())}
     fps: dict[str, list[float]] = {k: [] for k in decoders}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "s.scv"
         encode_frames(list(frames), path, cfg, progress=False)
         for _ in range(runs + 1):  # the first round is a warm-up: model load, tracing, kernel selection
-            for name, (dec, compiled) in decoders.items():
-                LearnedSynthesizer.compile = compiled
+            for name, (dec, backend) in decoders.items():
+                LearnedSynthesizer.backend = backend
                 t0 = time.perf_counter()
                 _, out, _ = decode_file(path, decoder=dec)
                 fps[name].append(len(out) / (time.perf_counter() - t0))
-    LearnedSynthesizer.compile = True
+    LearnedSynthesizer.backend = "auto"
     warp = np.median(fps["warp"][1:])
     L = ["| decoder | decode fps (median) | vs warp | runs |", "|---|---|---|---|"]
     for name, v in fps.items():
@@ -129,9 +150,8 @@ def side_by_side(clips: list[Path], out: Path) -> list[str]:
             encode_frames(list(frames), path, cfg, progress=False)
             contents, warp, _ = decode_file(path, decoder="warp")
             _, learned, _ = decode_file(path, decoder="learned")
-            keys = sorted(p.frame for p in contents.packets if p.type == PacketType.KEYFRAME)
             for i, f in enumerate(warp):
-                key = max([k for k in keys if k <= i], default=None)
+                key = contents.key_frame_of(i)
                 if key is None or key == i or f.landmarks is None or warp[key].landmarks is None:
                     continue
                 k = warp[key].landmarks
@@ -152,6 +172,11 @@ def side_by_side(clips: list[Path], out: Path) -> list[str]:
         rows.append(row)
     cv2.imwrite(str(out), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
     return L
+
+
+def _rel(p: Path) -> str:
+    p = p.resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
 
 
 def training_lines(rec: dict) -> list[str]:
@@ -186,15 +211,18 @@ def main() -> None:
     L = ["# Learned decoder vs warp decoder", "",
          f"- date: {time.strftime('%Y-%m-%d %H:%M')}; {machine_line()}",
          f"- command: `python scripts/learned_report.py {' '.join(sys.argv[1:])}` on the points of "
-         "`streamcodec bench --learned` (`docs/results/learned/`)",
+         f"`streamcodec bench --learned` (`{_rel(Path(args.points))}`)",
          f"- weights: `streamcodec/assets/learned_decoder.safetensors`, model id `{model_id_of(ASSET).hex()}`, "
          f"{ASSET.stat().st_size / 1e6:.2f} MB",
          *training_lines(rec),
          "- the generator was trained on L1 + LPIPS-alex: LPIPS-vgg and DISTS are metrics it was not trained on",
          "", "## Quality at equal key-frame budgets", ""]
     L += comparison(rows)
-    L += ["", "## Decode speed at 256x256 (this machine, 2 torch threads, 100 frames, 5 interleaved runs each)", ""]
-    L += decode_speed(clips[0])
+    for threads, why in ((2, "the whole machine"), (1, "a call, where the encoder takes the other core")):
+        L += ["", f"## Decode speed at 256x256: {threads} torch thread{'s' * (threads > 1)} ({why}; this machine, "
+              "100 frames, 5 interleaved runs each)", ""]
+        L += decode_speed(clips[0], threads)
+    torch.set_num_threads(2)
     L += ["", "## Side by side", "", "![side by side](learned_side_by_side.png)", "",
           f"The frame of the first {args.side_clips} `bench/` clips (first 250 frames, key-frame budget 3000) where each event is strongest "
           "against the frame's key frame, judged on the decoded landmarks:", ""]

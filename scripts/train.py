@@ -5,7 +5,9 @@
     torchrun --nproc_per_node 2 scripts/train.py ...   # data parallel (gloo on CPU, nccl on GPUs)
     python scripts/train.py ... --export               # copy the result into streamcodec/assets/
 
-Loss: L1 + LPIPS(alex, the project's offline weights) + lambda x code bits.
+Loss: L1 + LPIPS(alex, the project's offline weights) + lambda x code bits. For the first
+`code_noise_steps` steps the generator sees the noisy codes instead of the rounded ones (see
+CodeEntropyModel.noisy_codes).
 Resumable: --out holds last.safetensors (weights), optim.safetensors (Adam
 moments) and state.json; rerunning the same command continues where it
 stopped. Logs go to --out/log.jsonl, sample images (warp | generator | truth)
@@ -33,9 +35,9 @@ import yaml
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from streamcodec.decoder.generator import MASK_SCALE, region_stack, render_sketch
-from streamcodec.decoder.learned import (ASSET, LearnedModel, load_model, model_id_of, record_of, save_model,
-                                         to_image)
+from streamcodec.decoder.generator import MASK_SCALE, reference_input, region_stack, render_sketch
+from streamcodec.decoder.learned import (ASSET, LearnedModel, full_arch, load_model, model_id_of, record_of,
+                                         save_model, to_image, to_tensor)
 from streamcodec.eval.clips import cache_dir
 from streamcodec.metrics.lpips import load_lpips_net
 from streamcodec.session import get_backend_layout
@@ -77,21 +79,24 @@ class Pairs:
         s = slice(y0, y0 + n), slice(x0, x0 + n)
         ms = slice(y0 // 4, (y0 + n) // 4), slice(x0 // 4, (x0 + n) // 4)
         return {"warp": warp[s], "target": target[s], "sketch": sketch[:, s[0], s[1]], "masks": masks[:, ms[0], ms[1]],
-                "ref_orig": d["key_originals"][key], "ref_masks": region_stack(klm, self.layout, person, size)}
+                "ref_orig": d["key_originals"][key], "ref_masks": region_stack(klm, self.layout, person, size),
+                "ref_image": d["key_images"][key][s], "ref_person": person[None][:, s[0], s[1]].astype(np.float32)}
 
     def batch(self, ks, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         items = [self.item(int(k), rng) for k in ks]
-        out = {}
-        for name in items[0]:
-            x = torch.from_numpy(np.stack([it[name] for it in items]))
-            if x.dtype == torch.uint8:
-                x = x.permute(0, 3, 1, 2).float().div(127.5).sub(1)
-            out[name] = x
-        return out
+        stacked = {name: np.stack([it[name] for it in items]) for name in items[0]}
+        return {name: to_tensor(x) if x.dtype == np.uint8 else torch.from_numpy(x) for name, x in stacked.items()}
+
+
+def run(model: LearnedModel, b: dict[str, torch.Tensor], n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model on (the first n samples of) a batch: (frames, code bits)."""
+    b = {k: v[:n] for k, v in b.items()}
+    ref = reference_input(b["ref_image"], b["ref_person"]) if model.generator.ref_input else None
+    return model(b["ref_orig"], b["ref_masks"], b["warp"], b["sketch"], b["masks"], ref)
 
 
 def losses(model: LearnedModel, lp, b: dict[str, torch.Tensor], cfg: dict) -> tuple[torch.Tensor, dict[str, float]]:
-    out, bits = model(b["ref_orig"], b["ref_masks"], b["warp"], b["sketch"], b["masks"])
+    out, bits = run(model, b)
     l1 = (out - b["target"]).abs().mean()
     per = lp(out, b["target"]).mean()
     loss = cfg["w_l1"] * l1 + cfg["w_lpips"] * per + cfg["lambda_rate"] * bits.mean()
@@ -107,7 +112,7 @@ def validate(model: LearnedModel, lp, val: Pairs, n: int) -> dict[str, float]:
     rows = []
     for j in range(0, n, 8):
         b = val.batch(ks[j:j + 8], rng)
-        out, bits = model(b["ref_orig"], b["ref_masks"], b["warp"], b["sketch"], b["masks"])
+        out, bits = run(model, b)
         rows.append((lp(out, b["target"]).mean().item(), lp(b["warp"], b["target"]).mean().item(),
                      (out - b["target"]).abs().mean().item(), (b["warp"] - b["target"]).abs().mean().item(),
                      bits.mean().item()))
@@ -119,7 +124,7 @@ def validate(model: LearnedModel, lp, val: Pairs, n: int) -> dict[str, float]:
 def sample_image(model: LearnedModel, b: dict[str, torch.Tensor], path: Path) -> None:
     with torch.no_grad():
         model.eval()
-        out, _ = model(b["ref_orig"][:4], b["ref_masks"][:4], b["warp"][:4], b["sketch"][:4], b["masks"][:4])
+        out, _ = run(model, b, 4)
         model.train()
     rows = [torch.cat([b["warp"][k], out[k], b["target"][k]], 2) for k in range(out.shape[0])]
     cv2.imwrite(str(path), to_image(torch.cat(rows, 1)[None])[..., ::-1])
@@ -161,8 +166,13 @@ def main() -> None:
     ap.add_argument("--export", action="store_true", help="copy the final weights to streamcodec/assets/")
     ap.add_argument("--init", default=None,
                     help="start from these weights (a fine-tuning stage; their record is kept in the new one)")
+    ap.add_argument("--evaluate", nargs="+", metavar="WEIGHTS",
+                    help="no training: score these weights files on the held-out clips' whole frames")
+    ap.add_argument("--eval-out", default=None, help="with --evaluate: also write the scores to this JSON file")
     args = ap.parse_args()
     cfg = yaml.safe_load(Path(args.config).read_text())
+    if args.evaluate:
+        return evaluate(args, cfg)
     if args.steps is not None:
         cfg["steps"] = args.steps
     if args.threads:
@@ -184,7 +194,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "samples").mkdir(exist_ok=True)
-    model = LearnedModel(**cfg["model"]).to(device)
+    model = LearnedModel(**full_arch(cfg["model"])).to(device)
     lp = load_lpips_net("alex").to(device)
     aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
     main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
@@ -223,6 +233,7 @@ def main() -> None:
         lr = cfg["lr_min"] + 0.5 * (cfg["lr"] - cfg["lr_min"]) * (1 + math.cos(math.pi * progress))
         for g in opt.param_groups:
             g["lr"] = lr
+        model.entropy.noisy_codes = step < cfg.get("code_noise_steps", 0)
         b = {k: v.to(device) for k, v in data.batch(rng.integers(0, len(data), cfg["batch"]), rng).items()}
         loss, m = losses(model, lp, b, cfg)
         aux = model.entropy.z_bottleneck.loss()
@@ -279,12 +290,39 @@ def main() -> None:
         dist.destroy_process_group()
 
 
+def evaluate(args, cfg: dict, samples: int = 96) -> None:
+    """Whole 256x256 predicted frames of the validation clips (no key frames), the same samples for
+    every weights file, each against the warp decoder's frame: where the bench scores, unlike the
+    training crops."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    _, val_files = _split(sorted(Path(args.data).glob("*.npz")), cfg["data"]["val_clips"])
+    val, lp = Pairs(val_files, 256, p_key=0.0), load_lpips_net("alex")
+    scores = {str(w): {**validate(load_model(Path(w)), lp, val, samples), "model_id": model_id_of(Path(w)).hex()}
+              for w in args.evaluate}
+    print(json.dumps(scores, indent=1))
+    if args.eval_out:
+        Path(args.eval_out).write_text(json.dumps({"command": " ".join(["python"] + sys.argv), "samples": samples,
+                                                   "val_clips": [f.name for f in val_files], "scores": scores},
+                                                  indent=1))
+
+
 def _init_from(model: LearnedModel, path: Path, arch: dict) -> dict:
-    """Copies the weights of an earlier run into `model`; returns that run's record."""
-    prev = load_model(path)
-    if prev.arch != {k: int(v) for k, v in arch.items()}:
+    """Copies the weights of an earlier run into `model`; returns that run's record.
+
+    The one architecture change allowed is switching `ref_input` on: the inputs and outputs it adds
+    come last in their layers, so the old tensors go into the leading slices and the rest stays zero,
+    and the new model starts out computing exactly what the old one did."""
+    prev, arch = load_model(path), full_arch(arch)
+    if {**prev.arch, "ref_input": arch["ref_input"]} != arch or prev.arch["ref_input"] > arch["ref_input"]:
         sys.exit(f"--init {path}: architecture {prev.arch} differs from the config's {arch}")
-    model.load_state_dict(load_file(str(path)), strict=False)  # the file leaves out the derived CDF tables
+    state, own = load_file(str(path)), model.state_dict()
+    for k, v in state.items():
+        if k in own and own[k].shape != v.shape:
+            grown = torch.zeros_like(own[k])
+            grown[tuple(slice(0, n) for n in v.shape)] = v
+            state[k] = grown
+    model.load_state_dict(state, strict=False)  # the file leaves out the derived CDF tables
     return {"weights": str(path), "model_id": model_id_of(path).hex(), "record": record_of(path)}
 
 

@@ -167,7 +167,8 @@ def cmd_bench(args) -> int:
     from .eval.runner import BASELINES, BenchConfig, Sampling, reuse_rows, run
 
     folder = Path(args.folder) if args.folder else DEFAULT_BENCH
-    kinds = ("streamcodec", "streamcodec-learned") if args.learned else ("streamcodec",)
+    kinds = ("streamcodec-learned",) if args.learned_only else \
+        ("streamcodec", "streamcodec-learned") if args.learned else ("streamcodec",)
     codecs = tuple(BASELINES) if args.codecs == "all" else tuple(c for c in args.codecs.split(",") if c and c != "none")
     if args.quick:
         bc = BenchConfig(folder, max_frames=50, clips=3, streamcodec_budgets=(1500, 3000), sweep_stride=2,
@@ -233,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-stride", type=int, default=1, help="use every n-th point of each baseline sweep")
     p.add_argument("--workers", type=int, default=1, help="clips in parallel processes (use the cores you have)")
     p.add_argument("--learned", action="store_true", help="also streamcodec with the learned texture code and decoder")
+    p.add_argument("--learned-only", action="store_true",
+                   help="only the learned decoder (new weights); the warp decoder's points come from --reuse")
     p.add_argument("--codecs", default="all", help="classical codecs to run: all, none, or a comma list")
     p.add_argument("--reuse", help="rd_points.json of an earlier run: its points of codecs not run now are added "
                                    "(same clips and frame counts only)")

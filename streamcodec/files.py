@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+
 import logging
 import time
 from dataclasses import dataclass, field
@@ -70,6 +72,16 @@ class StreamContents:
     packets: list[Packet]
     corruptions: list[Corruption] = field(default_factory=list)
     truncated: bool = False
+
+    def key_frames(self) -> list[int]:
+        """Frame numbers of the key frames, in order."""
+        return sorted(p.frame for p in self.packets if p.type == PacketType.KEYFRAME)
+
+    def key_frame_of(self, i: int) -> int | None:
+        """The key frame that frame `i` is predicted from (the last one at or before it), or None."""
+        keys = self.key_frames()
+        j = bisect.bisect_right(keys, i)
+        return keys[j - 1] if j else None
 
 
 def read_scv(path: str | Path) -> StreamContents:

@@ -223,7 +223,7 @@ class SessionEncoder:
                 prediction = self.synth.synthesize(lm, sent)
             payload = join_payload(payload, encode_code(
                 self.learned, img, lm, self.backend.layout, self._ref_person, prediction,
-                self.cfg.texture.refine_steps, self.cfg.texture.refine_lr))
+                self.cfg.texture.refine_steps, self.cfg.texture.refine_lr, reference=self._key_image))
         self._sent_texture = sent
         self.stats.texture_updates += 1
         return Packet(PacketType.TEXTURE, self._frame, payload)

@@ -96,8 +96,12 @@ def test_face_lost_long_gets_new_keyframe(tmp_path, talking_frames, cfg):
     res = encode_frames(frames, tmp_path / "lost.scv", cfg, progress=False)
     reasons = [r for _, r in res.keyframes]
     assert "face found again" in reasons or "scene cut" in reasons
-    _, dec, errors = decode_file(tmp_path / "lost.scv")
+    contents, dec, errors = decode_file(tmp_path / "lost.scv")
     assert len(dec) == 40 and not errors
+    keys = contents.key_frames()
+    assert keys[0] == 0 and len(keys) == len(res.keyframes) >= 2
+    # every frame is predicted from the last key frame at or before it
+    assert [contents.key_frame_of(i) for i in range(40)] == [max(k for k in keys if k <= i) for i in range(40)]
 
 
 def test_size_512(tmp_path, cfg):

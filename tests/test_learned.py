@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from streamcodec.bitstream import PacketType, VersionMismatch
-from streamcodec.decoder.learned import (ASSET, LearnedModel, LearnedSynthesizer, ModelMismatch, load_model,
-                                         model_id_of, record_of, save_model)
+from streamcodec.decoder.learned import (ASSET, LearnedModel, LearnedSynthesizer, ModelMismatch, full_arch,
+                                         load_model, model_id_of, record_of, save_model)
 from streamcodec.entropy import EntropyError
 from streamcodec.texture.learned import join_payload, split_payload, unpack_strings
 
@@ -36,6 +36,20 @@ def test_code_round_trip_is_exact_and_small(model):
         assert torch.equal(model.decompress_codes(payload), model.entropy(y)[0])
     # cheaper than 4 bits per coded value, headers included
     assert len(model.compress_codes(torch.zeros(1, model.arch["code_ch"], 9))) < 9 * model.arch["code_ch"] // 2
+
+
+def test_training_hands_the_generator_rounded_or_noisy_codes():
+    m = LearnedModel().entropy.train()
+    torch.manual_seed(0)
+    y = torch.randn(4, 16, 9, requires_grad=True) * 0.2
+    rounded, _ = m(y)
+    m.noisy_codes = True
+    noisy, _ = m(y)
+    # Noise moves every code by up to half a step, and both modes pass the gradient to the encoder.
+    assert not torch.allclose(rounded, noisy)
+    assert (noisy - y).abs().max() <= 0.5 + 1e-6 and (noisy - y).abs().mean() > 0.1
+    assert torch.autograd.grad(noisy.sum(), y)[0].abs().min() > 0
+    assert torch.autograd.grad(rounded.sum(), y)[0].abs().min() > 0
 
 
 def test_damaged_code_is_refused(model):
@@ -74,7 +88,7 @@ def test_weights_round_trip_and_refusals(tmp_path, model):
 def test_shipped_weights_record_how_they_were_made():
     rec = record_of(ASSET)
     assert "scripts/train.py" in rec["command"]
-    assert rec["config"]["model"] == load_model(ASSET).arch
+    assert full_arch(rec["config"]["model"]) == load_model(ASSET).arch
     train = {p.stem for p in (FACES / "train").iterdir()}
     bench = {p.stem for p in (FACES / "bench").iterdir()}
     used = {n.rsplit("_", 1)[0] for n in rec["split"]["train"] + rec["split"]["val"]}
@@ -108,15 +122,28 @@ def test_both_decoders_read_the_learned_stream(learned_stream, talking_frames):
     assert b < a, (a, b)  # the generator must improve on the warp it starts from
 
 
-def test_compiled_generator_decodes_what_the_eager_one_does(learned_stream, monkeypatch):
-    """The traced, frozen, channels-last generator is a speed-up only: the same frames to 1 LSB."""
+@pytest.mark.parametrize("backend", ["onnx", "traced"])
+def test_compiled_generator_decodes_what_the_eager_one_does(learned_stream, monkeypatch, backend):
+    """The ONNX Runtime and the TorchScript generators are speed-ups only: the same frames to 1 LSB."""
     from streamcodec.files import decode_file
 
+    monkeypatch.setattr(LearnedSynthesizer, "backend", backend)
     _, fast, _ = decode_file(learned_stream, decoder="learned")
-    monkeypatch.setattr(LearnedSynthesizer, "compile", False)
+    monkeypatch.setattr(LearnedSynthesizer, "backend", "eager")
     _, eager, _ = decode_file(learned_stream, decoder="learned")
     a, b = (np.stack([f.image for f in x]).astype(int) for x in (fast, eager))
     assert np.abs(a - b).max() <= 1 and (a != b).mean() < 1e-3
+
+
+def test_unknown_or_missing_generator_backend_is_a_clear_error(monkeypatch):
+    from streamcodec.decoder import runtime
+
+    with pytest.raises(ValueError, match="available"):
+        runtime.resolve("tensorrt")
+    monkeypatch.setattr(runtime, "available", lambda: ["traced", "eager"])  # onnxruntime not installed
+    assert runtime.resolve("auto") == "traced"
+    with pytest.raises(ValueError, match="not available"):
+        runtime.resolve("onnx")
 
 
 def test_decoder_with_other_weights_refuses_the_stream(learned_stream, tmp_path, monkeypatch):
@@ -205,12 +232,65 @@ def test_training_two_processes_and_resume(tmp_path):
     assert rec["initialised_from"]["record"]["steps_done"] == 3
 
 
-def test_optimiser_state_survives_save_and_load(tmp_path):
-    """Resuming restores Adam's moments exactly, not a fresh optimiser."""
+def _train_script():
     import importlib.util
     spec = importlib.util.spec_from_file_location("train_script", ROOT / "scripts/train.py")
     train = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train)
+    return train
+
+
+def test_switching_ref_input_on_starts_from_the_old_output(tmp_path, model):
+    """--init into a ref_input model: the added inputs and the blend map start at zero, so the new
+    model draws the old one's frames; once the blend map opens, the unwarped key frame shows through."""
+    arch = {**model.arch, "ref_input": 1}
+    grown = LearnedModel(**arch)
+    _train_script()._init_from(grown, ASSET, arch)
+    torch.manual_seed(1)
+    # mid-grey images, so that the output's clamp to [-1, 1] never acts and the residual can be read off
+    warp, sketch = torch.rand(2, 3, 64, 64) * 0.4 - 0.2, torch.rand(2, 3, 64, 64)
+    texmap = torch.randn(2, model.arch["code_ch"], 16, 16)
+    ref = torch.cat([torch.rand(2, 3, 64, 64) * 0.4 - 0.2, torch.ones(2, 1, 64, 64)], 1)
+    with torch.no_grad():
+        assert torch.equal(grown.generator(warp, sketch, texmap, ref), model.generator(warp, sketch, texmap))
+        grown.generator.out.bias[12:] = 1.0  # blend map all ones, residual unchanged
+        out = grown.generator(warp, sketch, texmap, ref)
+        res = model.generator(warp, sketch, texmap) - warp
+    assert (warp + res).abs().max() < 1 and (ref[:, :3] + res).abs().max() < 1  # the clamp did not act
+    assert torch.allclose(out, ref[:, :3] + res, atol=1e-5)
+    with pytest.raises(SystemExit):  # other changes of architecture are refused
+        _train_script()._init_from(LearnedModel(**{**arch, "width": 8}), ASSET, {**arch, "width": 8})
+
+
+def test_ref_input_model_codes_and_decodes_a_stream(talking_frames, cfg, tmp_path, monkeypatch):
+    """Weights whose generator also sees the unwarped key frame: a stream coded with them (codes
+    refined through that generator) decodes, traced or eager alike."""
+    from streamcodec.decoder import learned as L
+    from streamcodec.files import decode_file, encode_frames
+
+    torch.manual_seed(2)
+    m = LearnedModel(**{**load_model(ASSET).arch, "ref_input": 1})
+    with torch.no_grad():
+        for p in m.generator.out.parameters():
+            p.normal_(0, 0.02)
+    path = tmp_path / "ref.safetensors"
+    save_model(m, path, {"note": "test"})
+    monkeypatch.setattr(L, "ASSET", path)
+    monkeypatch.setattr(L.LearnedSynthesizer.__init__, "__defaults__", (path, None))
+    stream = tmp_path / "ref.scv"
+    c = replace(cfg, texture=replace(cfg.texture, codec="learned", refine_steps=2))
+    encode_frames(talking_frames[:12], stream, c, progress=False)
+    _, fast, errors = decode_file(stream, decoder="learned")  # on the default runtime
+    monkeypatch.setattr(L.LearnedSynthesizer, "backend", "eager")
+    _, eager, _ = decode_file(stream, decoder="learned")
+    assert not errors and len(fast) == len(eager) == 12
+    a, b = (np.stack([f.image for f in x]).astype(int) for x in (fast, eager))
+    assert np.abs(a - b).max() <= 1
+
+
+def test_optimiser_state_survives_save_and_load(tmp_path):
+    """Resuming restores Adam's moments exactly, not a fresh optimiser."""
+    train = _train_script()
     net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
     opt = torch.optim.Adam(net.parameters(), 1e-3)
     net(torch.randn(5, 4)).sum().backward()

@@ -10,7 +10,12 @@ where the mesh folds). Inputs, all at the frame size:
 - a sketch of the current structure (face-part contours, the filled mouth
   opening, the filled eyes: 3 channels),
 - the texture codes spread over the current frame's semantic regions, which
-  modulate the features region by region (SPADE/SEAN-style normalisation).
+  modulate the features region by region (SPADE/SEAN-style normalisation),
+- with `ref_input`, the decoded key frame as it is (unwarped) and its person
+  mask (4 channels). The warp's mesh drags the background near the head along
+  with it, while most backgrounds stand still: the network predicts an
+  occlusion-style blend map that takes each pixel from the warp or from the
+  unwarped key frame, before its residual.
 
 Most of the work runs at 1/8 and 1/4 of the frame size; the residual is
 produced at 1/2 and expanded to full size by pixel shuffle, which keeps the
@@ -89,24 +94,40 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.LeakyReLU(0.2))
 
 
+REF_CH = 4  # the unwarped key frame (3) and its person mask (1)
+
+
+def reference_input(image: torch.Tensor, person: torch.Tensor | None) -> torch.Tensor:
+    """The generator's `ref`: key frame (B,3,H,W) in [-1,1] and person mask (B,1,H,W) in [0,1]
+    (None: no segmentation, all person) -> (B,4,H,W)."""
+    if person is None:
+        person = torch.ones_like(image[:, :1])
+    return torch.cat([image, person.to(image.dtype)], 1)
+
+
 class Generator(nn.Module):
-    def __init__(self, code_ch: int, width: int = 16, blocks: int = 2) -> None:
+    def __init__(self, code_ch: int, width: int = 16, blocks: int = 2, ref_input: bool = False) -> None:
         super().__init__()
-        w, cin = width, 3 + SKETCH_CH
+        self.ref_input = ref_input
+        w, cin = width, 3 + SKETCH_CH + (REF_CH if ref_input else 0)
         cond = code_ch + SKETCH_CH  # the codes, and where the parts are
         self.e1, self.e2, self.e3 = _conv(cin, w, 2), _conv(w, 2 * w, 2), _conv(2 * w, 4 * w, 2)
         self.blocks = nn.ModuleList(ResSPADE(4 * w, cond) for _ in range(blocks))
         self.lat2, self.d2 = nn.Conv2d(4 * w, 2 * w, 1), _conv(2 * w, 2 * w)
         self.s2 = SPADE(2 * w, cond)
         self.lat1, self.d1 = nn.Conv2d(2 * w, w, 1), _conv(w, w)
-        self.out = nn.Conv2d(w, 3 * 4, 3, 1, 1)
-        # Zero residual at the start: an untrained generator is exactly the warp decoder.
+        # RGB residual, then (with ref_input) the blend map, each at half size and pixel-shuffled up.
+        self.out = nn.Conv2d(w, (3 + int(ref_input)) * 4, 3, 1, 1)
+        # Zero residual and zero blend at the start: an untrained generator is exactly the warp decoder.
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, warp: torch.Tensor, sketch: torch.Tensor, texmap: torch.Tensor) -> torch.Tensor:
-        """warp (B,3,H,W) in [-1,1], sketch (B,3,H,W) in [0,1], texmap (B,C,H/4,W/4) -> frame (B,3,H,W)."""
-        x = torch.cat([warp, sketch], 1)
+    def forward(self, warp: torch.Tensor, sketch: torch.Tensor, texmap: torch.Tensor,
+                ref: torch.Tensor | None = None) -> torch.Tensor:
+        """warp (B,3,H,W) in [-1,1], sketch (B,3,H,W) in [0,1], texmap (B,C,H/4,W/4), with ref_input
+        ref (B,4,H,W): the unwarped key frame in [-1,1] and its person mask in [0,1] -> frame (B,3,H,W)."""
+        parts = [warp, sketch] + ([ref] if self.ref_input else [])
+        x = torch.cat(parts, 1)
         f1 = self.e1(x)  # H/2
         f2 = self.e2(f1)  # H/4
         h = self.e3(f2)  # H/8
@@ -117,4 +138,10 @@ class Generator(nn.Module):
         h = self.s2(self.d2(h), cond)
         h = F.interpolate(self.lat1(F.leaky_relu(h, 0.2)), scale_factor=2.0, mode="nearest") + f1
         res = F.pixel_shuffle(self.out(self.d1(h)), 2)
-        return (warp + res).clamp(-1, 1)
+        base = warp
+        if self.ref_input:
+            # 0: the warp's pixel, 1: the key frame's pixel where it was (zero-initialised, so the
+            # clamp passes its gradient from the start)
+            res, a = res[:, :3], res[:, 3:].clamp(0, 1)
+            base = warp + a * (ref[:, :3] - warp)
+        return (base + res).clamp(-1, 1)

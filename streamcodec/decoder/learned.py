@@ -8,10 +8,8 @@ Loading reads tensors and JSON only, never a pickle.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +24,20 @@ from ..structure.landmarks import FaceLayout
 from ..texture import REGIONS, RegionStats
 from ..texture.learned import TextureEncoder, pack_strings, unpack_strings
 from ..texture.learned_entropy import CodeEntropyModel
+from . import runtime
 from .base import Reference
-from .generator import Generator, region_stack, render_sketch, spread
+from .generator import Generator, reference_input, region_stack, render_sketch, spread
 from .warp import WarpSynthesizer
 
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "learned_decoder.safetensors"
-_ARCH = ("code_ch", "width", "blocks", "groups", "enc_width")
+_ARCH = ("code_ch", "width", "blocks", "groups", "enc_width", "ref_input")
+# Architecture keys added after weights were first shipped, with the value those weights imply.
+_ARCH_DEFAULTS = {"ref_input": 0}
+
+
+def full_arch(arch: dict) -> dict[str, int]:
+    """An architecture record (a config's `model:` or a file's) with every key, as ints."""
+    return {k: int(arch[k] if k in arch else _ARCH_DEFAULTS[k]) for k in _ARCH}
 
 
 class ModelMismatch(StreamcodecError):
@@ -40,19 +46,20 @@ class ModelMismatch(StreamcodecError):
 
 class LearnedModel(nn.Module):
     def __init__(self, code_ch: int = 16, width: int = 16, blocks: int = 2, groups: int = 4,
-                 enc_width: int = 32) -> None:
+                 enc_width: int = 32, ref_input: int = 0) -> None:
         super().__init__()
-        self.arch = {"code_ch": code_ch, "width": width, "blocks": blocks, "groups": groups, "enc_width": enc_width}
+        self.arch = {"code_ch": code_ch, "width": width, "blocks": blocks, "groups": groups, "enc_width": enc_width,
+                     "ref_input": int(ref_input)}
         self.encoder = TextureEncoder(code_ch, enc_width)
         self.entropy = CodeEntropyModel(code_ch, len(REGIONS), groups)
-        self.generator = Generator(code_ch, width, blocks)
+        self.generator = Generator(code_ch, width, blocks, bool(ref_input))
         self.lambda_rate = 1e-5  # replaced by the trained value on load
 
     def forward(self, ref_orig: torch.Tensor, ref_masks: torch.Tensor, warp: torch.Tensor, sketch: torch.Tensor,
-                masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training pass: (frame, code bits per sample)."""
+                masks: torch.Tensor, ref: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training pass: (frame, code bits per sample); `ref`: see Generator.forward."""
         y_hat, bits = self.entropy(self.encoder(ref_orig, ref_masks))
-        return self.generator(warp, sketch, spread(y_hat, masks)), bits
+        return self.generator(warp, sketch, spread(y_hat, masks), ref), bits
 
     # -- the texture code as bytes ------------------------------------------------------
     @torch.no_grad()
@@ -92,7 +99,7 @@ def load_model(path: Path = ASSET, device: str = "cpu") -> LearnedModel:
         raise ModelMismatch(f"{path.name} is not a safetensors file ({exc})") from None
     try:
         arch = json.loads(meta["arch"])
-        model = LearnedModel(**{k: int(arch[k]) for k in _ARCH})
+        model = LearnedModel(**full_arch(arch))
     except (KeyError, ValueError, TypeError) as exc:
         raise ModelMismatch(f"{path.name}: no usable architecture record ({exc})") from None
     state = load_file(str(path), device=device)
@@ -116,14 +123,22 @@ def record_of(path: Path) -> dict:
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float().div(127.5).sub(1)
+    """uint8 (H, W, 3) or (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(img))
+    t = t.permute(0, 3, 1, 2) if t.ndim == 4 else t.permute(2, 0, 1)[None]
+    return t.float().div(127.5).sub(1)
+
+
+def _mask_tensor(mask: np.ndarray | None) -> torch.Tensor | None:
+    """uint8 (H, W) 0/1 mask -> float (1, 1, H, W)."""
+    return None if mask is None else torch.from_numpy(np.ascontiguousarray(mask)).float()[None, None]
 
 
 def to_image(t: torch.Tensor) -> np.ndarray:
     return ((t[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
 
 
-_TRACED: dict[tuple[bytes, int, int], torch.jit.ScriptModule] = {}
+_COMPILED: dict[tuple, runtime.Runner] = {}
 
 
 class LearnedSynthesizer:
@@ -135,12 +150,12 @@ class LearnedSynthesizer:
     """
 
     name = "learned"
-    compile = True  # False: the eager generator (the decode-speed report measures both)
+    backend = "auto"  # the generator's runtime: "auto", "onnx", "traced" or "eager" (see runtime.py)
 
     def __init__(self, path: Path = ASSET, model: LearnedModel | None = None) -> None:
         self.model = model or load_model(path)
         self.model_id = model_id_of(path) if model is None else b""
-        self._traced: dict[tuple[bytes, int, int], torch.jit.ScriptModule] = {}
+        self._compiled_nets: dict[tuple, runtime.Runner] = {}
         self.warp = WarpSynthesizer()
         self.codes: torch.Tensor | None = None
         self._own_codes: torch.Tensor | None = None
@@ -150,6 +165,8 @@ class LearnedSynthesizer:
         self.layout, self.size, self.person = layout, ref.image.shape[0], ref.person
         self._ref = ref
         self._own_codes = None
+        self._ref_input = reference_input(to_tensor(ref.image), _mask_tensor(ref.person)) \
+            if self.model.generator.ref_input else None
 
     def set_codes(self, code: bytes | None) -> None:
         """The stream's learned texture code (bytes), or None to fall back to the receiver's own."""
@@ -175,27 +192,24 @@ class LearnedSynthesizer:
         warped = self.warp.synthesize(landmarks, texture)
         sketch = torch.from_numpy(render_sketch(landmarks, self.layout, self.size))[None]
         masks = torch.from_numpy(region_stack(landmarks, self.layout, self.person, self.size))[None]
-        out = self._compiled(to_tensor(warped), sketch, spread(self._codes(), masks))
+        out = self._compiled(to_tensor(warped), sketch, spread(self._codes(), masks), self._ref_input)
         return to_image(out.contiguous())
 
-    def _compiled(self, warp: torch.Tensor, sketch: torch.Tensor, texmap: torch.Tensor) -> torch.Tensor:
-        """The generator traced for this frame size, frozen, with channels-last (NHWC) tensors: about
-        1.5x the eager speed on this CPU (docs/results/learned_decoder.md); same weights, same output up
-        to float rounding. The trace fixes the input size, hence one per size."""
-        if not self.compile:
-            return self.model.generator(warp, sketch, texmap)
-        cl = torch.channels_last
-        args = tuple(x.contiguous(memory_format=cl) for x in (warp, sketch, texmap))
-        # Weights loaded from a file share one trace per process (tracing costs about a second, a
-        # decoder is made per stream); a model handed in (tests, training) gets its own.
-        cache = _TRACED if self.model_id else self._traced
-        key = (self.model_id, *warp.shape[-2:])
+    def _compiled(self, warp: torch.Tensor, sketch: torch.Tensor, texmap: torch.Tensor,
+                  ref: torch.Tensor | None) -> torch.Tensor:
+        """The generator on the runtime `backend` names (streamcodec/decoder/runtime.py): same
+        weights, same output up to float rounding; a compiled one is fixed to its frame size."""
+        backend = runtime.resolve(self.backend)
+        inputs = (warp, sketch, texmap) + ((ref,) if ref is not None else ())
+        if backend == "eager":
+            return self.model.generator(*inputs)
+        # Weights loaded from a file share one compiled generator per process (building one costs
+        # about a second, a decoder is made per stream); a model handed in (tests, training) gets its own.
+        cache = _COMPILED if self.model_id else self._compiled_nets
+        key = (backend, self.model_id, *warp.shape[-2:], torch.get_num_threads())  # ONNX Runtime fixes its threads
         if key not in cache:
-            net = copy.deepcopy(self.model.generator).eval().to(memory_format=cl)
-            with warnings.catch_warnings():  # the tracer warns about the shape test it bakes in
-                warnings.simplefilter("ignore")
-                cache[key] = torch.jit.freeze(torch.jit.trace(net, args))
-        return cache[key](*args)
+            cache[key] = runtime.compile_generator(self.model.generator, inputs, backend)
+        return cache[key](*inputs)
 
 
 _LPIPS: list = []
@@ -210,24 +224,30 @@ def _lpips():
 
 
 def encode_code(model: LearnedModel, img: np.ndarray, lm: np.ndarray, layout: FaceLayout, person: np.ndarray | None,
-                prediction: np.ndarray | None, steps: int = 0, lr: float = 0.3) -> bytes:
+                prediction: np.ndarray | None, steps: int = 0, lr: float = 0.3,
+                reference: np.ndarray | None = None) -> bytes:
     """The learned texture code of `img` as bytes.
 
     With `steps`, the code is refined by gradient descent through the generator so that the
     receiver's frame (the generator applied to `prediction`, the receiver's warp of this frame)
     matches `img` (thesis, chapter 3: encoder-side optimisation). The refined code is kept only
-    if, quantised, it beats the plain one on that frame.
+    if, quantised, it beats the plain one on that frame. `reference`: the receiver's decoded key
+    frame (`person` is its mask), which a generator with `ref_input` also sees.
     """
     masks = torch.from_numpy(region_stack(lm, layout, person, img.shape[0]))[None]
     with torch.no_grad():
         y = model.encoder(to_tensor(img), masks)
     if steps and prediction is not None:
-        y = refine_code(model, y, img, prediction, lm, layout, masks, steps, lr)
+        ref = None
+        if model.generator.ref_input:
+            ref = reference_input(to_tensor(prediction if reference is None else reference), _mask_tensor(person))
+        y = refine_code(model, y, img, prediction, lm, layout, masks, steps, lr, ref)
     return model.compress_codes(y)
 
 
 def refine_code(model: LearnedModel, y: torch.Tensor, img: np.ndarray, prediction: np.ndarray, lm: np.ndarray,
-                layout: FaceLayout, masks: torch.Tensor, steps: int, lr: float) -> torch.Tensor:
+                layout: FaceLayout, masks: torch.Tensor, steps: int, lr: float,
+                ref: torch.Tensor | None = None) -> torch.Tensor:
     """Adam on the code through the straight-through quantiser; returns the step whose quantised
     code scores best on distortion + lambda x bits (the training objective), the plain code if none
     beats it. The step size must reach across quantiser bins (width 1) for a step to change anything."""
@@ -237,7 +257,7 @@ def refine_code(model: LearnedModel, y: torch.Tensor, img: np.ndarray, predictio
 
     def objective(code: torch.Tensor) -> torch.Tensor:
         y_hat, bits = model.entropy(code)
-        out = model.generator(warp, sketch, spread(y_hat, masks))
+        out = model.generator(warp, sketch, spread(y_hat, masks), ref)
         return (out - target).abs().mean() + lp(out, target).mean() + lam * bits.mean()
 
     def quantised(code: torch.Tensor) -> float:

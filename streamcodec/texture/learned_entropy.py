@@ -29,6 +29,11 @@ class CodeEntropyModel(nn.Module):
             nn.Sequential(nn.Linear(hyper + g * self.gc * regions, 64), nn.LeakyReLU(0.1),
                           nn.Linear(64, 2 * self.gc * regions)) for g in range(groups))
         self.gaussian = GaussianConditional(None)
+        # Training only: hand the decoder the noisy codes (y + uniform noise, what the likelihood is
+        # taken on) instead of the straight-through rounded ones. Codes that start inside one
+        # quantiser bin round to a constant, so the generator learns to ignore them and they collapse
+        # to their mean; with noise the gradient is exact and the encoder learns to rise above it.
+        self.noisy_codes = False
 
     def _params(self, g: int, z_hat: torch.Tensor, prev: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([z_hat.flatten(1)] + [p.flatten(1) for p in prev], 1)
@@ -45,7 +50,10 @@ class CodeEntropyModel(nn.Module):
             scale, mean = self._params(g, z_hat, outs)
             yg_hat, lik = self.gaussian(yg[..., None], scale[..., None], means=mean[..., None])
             # Straight-through rounding around the mean (what compress() codes) for the decoder.
-            yg_q = (torch.round(yg - mean) + mean - yg).detach() + yg if self.training else yg_hat[..., 0]
+            if self.training and not self.noisy_codes:
+                yg_q = (torch.round(yg - mean) + mean - yg).detach() + yg
+            else:
+                yg_q = yg_hat[..., 0]
             bits = bits + (-torch.log2(lik)).flatten(1).sum(1)
             outs.append(yg_q)
         return torch.cat(outs, 1), bits
