@@ -45,7 +45,10 @@ def _lossless(header, packets) -> dict[int, np.ndarray]:
 def test_loss_and_keyframe_request(talking_frames, cfg):
     # Intra structure every 10 frames so a lost structure message resyncs inside the clip.
     cfg10 = cfg.with_overrides(intra_period=10)
-    frames = talking_frames[:40]
+    # All 60 frames: the first frame's encode (models loading) makes the next ones late, and they go at
+    # once; the receiver's repeated key-frame request (the first is within the guard of the withheld key)
+    # must still land while frames are left to decode after the new key frame.
+    frames = talking_frames
     dropped_frames: list[int] = []
 
     async def call():
