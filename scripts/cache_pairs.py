@@ -35,13 +35,13 @@ def cache_clip(clip: Path, cfg, max_frames: int, stride: int, out: Path, seg: Pe
         scv = Path(tmp) / "c.scv"
         encode_frames(list(frames), scv, cfg, progress=False)
         contents, dec, _ = decode_file(scv)
-    keys, key_of = contents.key_frames(), contents.key_frame_of
+    keys, key_frame_of = contents.key_frames(), contents.key_frame_of
     # Frames predicted from a key frame (not the key frames themselves: their output is the key image).
     keep = [i for i, d in enumerate(dec) if d.landmarks is not None and not d.concealed and i not in keys
-            and key_of(i) is not None and dec[key_of(i)].landmarks is not None][::stride]
+            and key_frame_of(i) is not None and dec[key_frame_of(i)].landmarks is not None][::stride]
     if len(keep) < 10:
         return False
-    key_of = [key_of(i) for i in keep]
+    key_of = [key_frame_of(i) for i in keep]
     key_ids = sorted(set(key_of))
     np.savez_compressed(out, target=frames[keep], warp=np.stack([dec[i].image for i in keep]),
                         landmarks=np.stack([dec[i].landmarks for i in keep]).astype(np.float32),

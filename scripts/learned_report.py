@@ -70,7 +70,7 @@ def comparison(rows: list[dict]) -> list[str]:
           "change; the learned stream's extra bits are in its kbps above):", "",
           "| key-frame budget | extra kbps | " + " | ".join(m[1] for m in METRICS) + " |",
           "|---" * (2 + len(METRICS)) + "|"]
-    changes = []
+    changes: dict[str, list[float]] = {}
     for b in budgets:
         w = {r["clip"]: r for r in by[("streamcodec", b)]}
         lr = {r["clip"]: r for r in by[("streamcodec-learned", b)]}
@@ -78,12 +78,12 @@ def comparison(rows: list[dict]) -> list[str]:
         cells = []
         for m, _, hib in METRICS:
             d = [lr[c][m] - w[c][m] if hib else (lr[c][m] - w[c][m]) / w[c][m] * 100 for c in common]
-            changes.append((m, hib, float(np.nanmean(d))))
-            cells.append(_change(m, hib, changes[-1][2]))
+            changes.setdefault(m, []).append(float(np.nanmean(d)))
+            cells.append(_change(m, hib, changes[m][-1]))
         extra = np.mean([lr[c]["kbps"] - w[c]["kbps"] for c in common])
         L.append(f"| {b} | {extra:+.3f} | " + " | ".join(cells) + " |")
     L.append("| mean of the budgets | | " + " | ".join(
-        _change(m, hib, float(np.mean([v for mm, _, v in changes if mm == m]))) for m, _, hib in METRICS) + " |")
+        _change(m, hib, float(np.mean(changes[m]))) for m, _, hib in METRICS) + " |")
     L += ["", "The freeze rows are the frozen-picture anchor (the decoded key frame shown throughout, rate of "
           "its key frame only): a decoder that conveys no motion scores there."]
     L += ["", "BD-rate of learned against warp (negative = fewer bits for the same quality):", "",

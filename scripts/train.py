@@ -171,12 +171,12 @@ def main() -> None:
     ap.add_argument("--eval-out", default=None, help="with --evaluate: also write the scores to this JSON file")
     args = ap.parse_args()
     cfg = yaml.safe_load(Path(args.config).read_text())
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.evaluate:
         return evaluate(args, cfg)
     if args.steps is not None:
         cfg["steps"] = args.steps
-    if args.threads:
-        torch.set_num_threads(args.threads)
     ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else "cpu"
     if ddp:
@@ -294,8 +294,6 @@ def evaluate(args, cfg: dict, samples: int = 96) -> None:
     """Whole 256x256 predicted frames of the validation clips (no key frames), the same samples for
     every weights file, each against the warp decoder's frame: where the bench scores, unlike the
     training crops."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
     _, val_files = _split(sorted(Path(args.data).glob("*.npz")), cfg["data"]["val_clips"])
     val, lp = Pairs(val_files, 256, p_key=0.0), load_lpips_net("alex")
     scores = {str(w): {**validate(load_model(Path(w)), lp, val, samples), "model_id": model_id_of(Path(w)).hex()}

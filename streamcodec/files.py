@@ -7,6 +7,7 @@ import bisect
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Iterator
 
@@ -75,13 +76,17 @@ class StreamContents:
 
     def key_frames(self) -> list[int]:
         """Frame numbers of the key frames, in order."""
-        return sorted(p.frame for p in self.packets if p.type == PacketType.KEYFRAME)
+        return list(self._keys)
+
+    @cached_property
+    def _keys(self) -> tuple[int, ...]:
+        # asked once per frame by the training cache and the reports: scan the packets once
+        return tuple(sorted(p.frame for p in self.packets if p.type == PacketType.KEYFRAME))
 
     def key_frame_of(self, i: int) -> int | None:
         """The key frame that frame `i` is predicted from (the last one at or before it), or None."""
-        keys = self.key_frames()
-        j = bisect.bisect_right(keys, i)
-        return keys[j - 1] if j else None
+        j = bisect.bisect_right(self._keys, i)
+        return self._keys[j - 1] if j else None
 
 
 def read_scv(path: str | Path) -> StreamContents:

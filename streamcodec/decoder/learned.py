@@ -240,7 +240,9 @@ def encode_code(model: LearnedModel, img: np.ndarray, lm: np.ndarray, layout: Fa
     if steps and prediction is not None:
         ref = None
         if model.generator.ref_input:
-            ref = reference_input(to_tensor(prediction if reference is None else reference), _mask_tensor(person))
+            if reference is None:
+                raise ValueError("these weights' generator also sees the key frame: pass `reference`")
+            ref = reference_input(to_tensor(reference), _mask_tensor(person))
         y = refine_code(model, y, img, prediction, lm, layout, masks, steps, lr, ref)
     return model.compress_codes(y)
 

@@ -1,7 +1,8 @@
 """How the generator runs when decoding: the same weights on one of three runtimes.
 
-- "onnx": exported to ONNX in memory and run by ONNX Runtime (about 1.3x the
-  TorchScript speed on this 2-core CPU, docs/results/learned_decoder.md),
+- "onnx": exported to ONNX in memory and run by ONNX Runtime (1.2x the
+  TorchScript decode speed with 1 thread, level with 2, on this 2-core CPU:
+  docs/results/learned_decoder.md),
 - "traced": TorchScript, traced for one frame size, frozen, channels-last,
 - "eager": the PyTorch module itself (what training runs; the reference).
 
