@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -42,14 +43,24 @@ def _lossless(header, packets) -> dict[int, np.ndarray]:
     return {f.index: f.image for p in packets for f in dec.decode(p)}
 
 
+def _camera_until(frames: list[np.ndarray], done: Callable[[int], bool], limit: int) -> Iterator[np.ndarray]:
+    """The clip played forwards and backwards (no cut) until `done(frames given)` or `limit` frames."""
+    cycle = frames + frames[-2:0:-1]
+    n = 0
+    while n < limit and not done(n):
+        yield cycle[n % len(cycle)]
+        n += 1
+
+
 def test_loss_and_keyframe_request(talking_frames, cfg):
     # Intra structure every 10 frames so a lost structure message resyncs inside the clip.
     cfg10 = cfg.with_overrides(intra_period=10)
-    # All 60 frames: the first frame's encode (models loading) makes the next ones late, and they go at
-    # once; the receiver's repeated key-frame request (the first is within the guard of the withheld key)
-    # must still land while frames are left to decode after the new key frame.
-    frames = talking_frames
+    # When the requested key frame goes out depends on the host's speed (the first request falls in
+    # the guard of the withheld key; on a slow CI host the answer came at frame 49): the camera runs
+    # until 30 frames have followed it, so what is checked after it does not depend on the host.
+    after_key, limit = 30, 300
     dropped_frames: list[int] = []
+    sent: list[int] = []
 
     async def call():
         a, b, (ca, sa), rx = await _pair()
@@ -60,31 +71,39 @@ def test_loss_and_keyframe_request(talking_frames, cfg):
             tx = CallSender(ca, sa, enc, drop_structure=lambda i: i % 10 == 4, drop_reliable=lambda i: i == 0,
                             redundancy=0)
             tx.send_header(enc.header())
-            await asyncio.wait_for(send_frames(tx, frames, cfg10.fps, drop_late=False), 120)
+
+            def answered(n: int) -> bool:
+                keys = [p.frame for p in tx.sent_packets if p.type == PacketType.KEYFRAME]
+                return len(keys) >= 2 and n - keys[1] >= after_key
+
+            camera = _camera_until(talking_frames, answered, limit)
+            await asyncio.wait_for(send_frames(tx, camera, cfg10.fps, drop_late=False), 200)
             await drain([ca, sa])
             await asyncio.wait_for(rx.ended.wait(), 10)
             await rx.finish()
             dropped_frames.extend(tx.unreliable.dropped_frames)
+            sent.append(tx.encoder.stats.frames)
             return tx, rx, transport_bytes(a)
         finally:
             await a.close()
             await b.close()
 
-    tx, rx, wire = asyncio.run(asyncio.wait_for(call(), 150))
+    tx, rx, wire = asyncio.run(asyncio.wait_for(call(), 240))
+    n = sent[0]
     got = {f.index: f for f in rx.frames}
-    assert sorted(got) == list(range(len(frames))), "every frame index comes out, lost ones concealed"
+    assert sorted(got) == list(range(n)), "every frame index comes out, lost ones concealed"
     assert tx.dropped_structure_messages >= 3 and dropped_frames
     assert tx.keyframe_requests, "withholding the first key frame must make the receiver ask for one"
     assert rx.stats.keyframe_requests >= 1
     keys = [p.frame for p in tx.sent_packets if p.type == PacketType.KEYFRAME]
-    assert len(keys) >= 2 and keys[0] == 0
+    assert len(keys) >= 2 and keys[0] == 0 and n - keys[1] >= after_key, f"{n} frames, keys {keys}"
     assert all(got[i].concealed for i in range(keys[1])), "nothing decodes before the requested key frame"
     # From the requested key frame on, a frame decodes unless its structure was lost or its chain
     # broke since the last intra packet; those frames must equal a lossless decode of the same packets.
     ref = _lossless(tx.encoder.header(), tx.sent_packets)
     intra = {p.frame for p in tx.sent_packets if p.type == PacketType.STRUCTURE and p.flags & 1}
     broken, compared = False, 0
-    for i in range(keys[1], len(frames)):
+    for i in range(keys[1], n):
         if i in dropped_frames:
             broken = True
         elif i in intra:
@@ -100,9 +119,9 @@ def test_loss_and_keyframe_request(talking_frames, cfg):
             f"frame {i} differs from the lossless decode (max {d.max()}, {(d > 0).mean():.2%} of pixels); "
             f"keys {keys} dropped {dropped_frames} intra {sorted(intra)}")
         compared += 1
-    assert compared >= 8  # ~4 losses each hold up to the next intra packet (every 10 frames)
-    assert any(got[i].concealed for i in range(keys[1], len(frames))), "injected loss shows after the key"
-    assert tx.stats[STRUCTURE].messages_sent == len(frames) - len(keys) - tx.dropped_structure_messages
+    assert compared >= 8  # of 30: ~3 losses each hold up to the next intra packet (every 10 frames)
+    assert any(got[i].concealed for i in range(keys[1], n)), "injected loss shows after the key"
+    assert tx.stats[STRUCTURE].messages_sent == n - len(keys) - tx.dropped_structure_messages
     received = tx.stats[CONTROL].messages_received + tx.stats[STRUCTURE].messages_received
     assert received == len(tx.keyframe_requests) + tx.intra_requests
     # A broken chain asks for an intra structure packet, not a key frame.
