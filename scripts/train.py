@@ -17,6 +17,7 @@ to --out/samples/, the held-out validation to the log at every val_every.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -38,7 +39,7 @@ from tqdm import tqdm
 from streamcodec.decoder.generator import MASK_SCALE, reference_input, region_stack, render_sketch
 from streamcodec.decoder.learned import (ASSET, LearnedModel, full_arch, load_model, model_id_of, record_of,
                                          save_model, to_image, to_tensor)
-from streamcodec.eval.clips import cache_dir
+from streamcodec.eval.clips import DEFAULT_CATALOGUE, cache_dir, identities
 from streamcodec.metrics.lpips import load_lpips_net
 from streamcodec.session import get_backend_layout
 
@@ -148,8 +149,26 @@ def _load_optim(opt: torch.optim.Optimizer, path: Path) -> None:
     opt.load_state_dict(sd)
 
 
-def _split(files: list[Path], n_val: int) -> tuple[list[Path], list[Path]]:
-    n_val = n_val if len(files) > n_val else 0
+def _split(files: list[Path], data: dict, catalogue: Path = DEFAULT_CATALOGUE) -> tuple[list[Path], list[Path]]:
+    """(train, validation) cached clips.
+
+    `val_identities: n` holds out every clip of n people (catalogue ids, drawn by hash), so no
+    validation person is seen in training, as on bench/; one clip per person (the first by name)
+    is validated on, so a person filmed in many near-identical clips (MEAD) does not outweigh the
+    others. The older `val_clips: n` (the last n
+    clips by name) let people with several clips sit on both sides, and the validation flattered
+    whatever fitted the training people: it ranked stages unlike bench/."""
+    if "val_identities" in data:
+        ids = identities(catalogue)
+        person = {f: ids.get(f.stem.rsplit("_", 1)[0]) for f in files}  # cached as <clip stem>_<max frames>
+        if None in person.values():
+            unknown = sorted(f.name for f, p in person.items() if p is None)[:3]
+            raise SystemExit(f"cached clips not in {catalogue}: {unknown}")
+        people = sorted(set(person.values()), key=lambda p: hashlib.sha256(p.encode()).hexdigest())
+        held = set(people[: data["val_identities"]]) if len(people) > data["val_identities"] else set()
+        val = {person[f]: f for f in reversed(files) if person[f] in held}  # the first clip by name wins
+        return [f for f in files if person[f] not in held], sorted(val.values())
+    n_val = data["val_clips"] if len(files) > data["val_clips"] else 0
     return files[: len(files) - n_val], files[len(files) - n_val:]
 
 
@@ -158,6 +177,7 @@ def main() -> None:
     ap.add_argument("--config", default="configs/train_generator.yaml")
     ap.add_argument("--out", default="runs/generator")
     ap.add_argument("--data", default=str(cache_dir() / "pairs"))
+    ap.add_argument("--catalogue", default=str(DEFAULT_CATALOGUE), help="clip -> person ids (val_identities)")
     ap.add_argument("--steps", type=int, default=None, help="override the config's step count")
     ap.add_argument("--max-minutes", type=float, default=0, help="stop (resumably) after this wall time")
     ap.add_argument("--finish-on-stop", action="store_true",
@@ -188,7 +208,7 @@ def main() -> None:
     files = sorted(Path(args.data).glob("*.npz"))
     if not files:
         sys.exit(f"no cached pairs in {args.data}: run scripts/cache_pairs.py first")
-    train_files, val_files = _split(files, cfg["data"]["val_clips"])
+    train_files, val_files = _split(files, cfg["data"], Path(args.catalogue))
     data = Pairs(train_files[rank::world] if len(train_files) >= world else train_files, cfg["crop"], cfg["p_key"])
     val = Pairs(val_files, cfg["crop"], cfg["p_key"]) if val_files and rank == 0 else None
     out = Path(args.out)
@@ -294,7 +314,7 @@ def evaluate(args, cfg: dict, samples: int = 96) -> None:
     """Whole 256x256 predicted frames of the validation clips (no key frames), the same samples for
     every weights file, each against the warp decoder's frame: where the bench scores, unlike the
     training crops."""
-    _, val_files = _split(sorted(Path(args.data).glob("*.npz")), cfg["data"]["val_clips"])
+    _, val_files = _split(sorted(Path(args.data).glob("*.npz")), cfg["data"], Path(args.catalogue))
     val, lp = Pairs(val_files, 256, p_key=0.0), load_lpips_net("alex")
     scores = {str(w): {**validate(load_model(Path(w)), lp, val, samples), "model_id": model_id_of(Path(w)).hex()}
               for w in args.evaluate}

@@ -303,3 +303,23 @@ def test_optimiser_state_survives_save_and_load(tmp_path):
     for i in a:
         for k in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.equal(a[i][k], b[i][k])
+
+
+def test_validation_split_holds_out_whole_people(tmp_path):
+    """`val_identities`: no held-out person has a clip on the training side, one clip each is validated."""
+    train = _train_script()
+    people = {f"p{k}": [f"src__p{k}_clip{c}" for c in range(1 + k % 3)] for k in range(12)}
+    rows = ["split\tfile\tid"] + [f"train\t{stem}.mp4\t{p}" for p, stems in people.items() for stem in stems]
+    (tmp_path / "catalogue.tsv").write_text("\n".join(rows) + "\n")
+    files = sorted(tmp_path / f"{stem}_150.npz" for stems in people.values() for stem in stems)
+    tr, val = train._split(files, {"val_identities": 4}, tmp_path / "catalogue.tsv")
+    person = {f: f.stem.split("__")[1].split("_")[0] for f in files}
+    held = {person[f] for f in val}
+    assert len(val) == len(held) == 4
+    assert not held & {person[f] for f in tr}
+    assert set(tr) | set(val) <= set(files) and len(tr) == sum(person[f] not in held for f in files)
+    assert train._split(files, {"val_identities": 4}, tmp_path / "catalogue.tsv") == (tr, val)  # deterministic
+    with pytest.raises(SystemExit, match="not in"):
+        train._split(files + [tmp_path / "stranger_150.npz"], {"val_identities": 4}, tmp_path / "catalogue.tsv")
+    # the older rule: the last n clips by name
+    assert train._split(files, {"val_clips": 2}) == (files[:-2], files[-2:])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,18 @@ from ..metrics.weights import cache_dir
 
 VIDEO_EXT = {".mp4", ".mov", ".mpg", ".avi", ".mkv", ".webm"}
 DEFAULT_BENCH = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "faces" / "bench"
+DEFAULT_CATALOGUE = DEFAULT_BENCH.parent / "catalogue.tsv"
 
 
 def list_clips(folder: str | Path, limit: int = 0) -> list[Path]:
     clips = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in VIDEO_EXT)
     return clips[:limit] if limit else clips
+
+
+def identities(catalogue: str | Path = DEFAULT_CATALOGUE) -> dict[str, str]:
+    """Clip file stem -> person id (the catalogue's `id`: one id per person, across clips)."""
+    with open(catalogue, newline="") as f:
+        return {Path(r["file"]).stem: r["id"] for r in csv.DictReader(f, delimiter="\t")}
 
 
 def prepared(clip: str | Path, size: int = 256, max_frames: int = 250) -> np.ndarray:
