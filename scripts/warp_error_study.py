@@ -83,8 +83,8 @@ def main() -> None:
     L = ["# Where the warp decoder's error comes from", "",
          f"- {machine_line()}",
          f"- command: `python scripts/warp_error_study.py {' '.join(args.pairs)}` on pairs cached by "
-         "`scripts/cache_pairs.py` (see the script's docstring); every "
-         f"{args.every}th cached frame (the cache keeps every 3rd predicted frame of a clip's first 150)",
+         "`scripts/cache_pairs.py` (see the script's docstring); one cached frame in "
+         f"{args.every} (the cache keeps every 3rd predicted frame of a clip's first 150)",
          "- LPIPS-alex on whole 256x256 frames, mean over clips of each clip's mean; both warps use the same "
          "decoded landmarks and no colour correction", "", *table(rows), "",
          "A perfect restoration of the key frame could at most close the gap between the two warp columns; "
