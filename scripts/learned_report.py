@@ -22,9 +22,9 @@ import cv2
 import numpy as np
 import torch
 
-from streamcodec.config import load_config
+from streamcodec.config import SessionConfig, load_config
 from streamcodec.decoder import runtime
-from streamcodec.decoder.learned import ASSET, LearnedSynthesizer, model_id_of, record_of
+from streamcodec.decoder.learned import LearnedSynthesizer, model_id_of, record_of, weights_path
 from streamcodec.eval.bdrate import bd_rate
 from streamcodec.eval.clips import DEFAULT_BENCH, list_clips, prepared
 from streamcodec.eval.report import machine_line
@@ -102,10 +102,9 @@ NAMES = {"eager": "eager generator", "traced": "TorchScript generator (traced, f
          "onnx": "ONNX Runtime generator"}
 
 
-def decode_speed(clip: Path, threads: int, runs: int = 5) -> list[str]:
+def decode_speed(cfg: SessionConfig, clip: Path, threads: int, runs: int = 5) -> list[str]:
     """Whole-file decode fps (model load included), the decoders interleaved run by run so that the
     host's load swings hit them alike; the ratio to warp is the steadier number on a shared machine."""
-    cfg = load_config()
     cfg = replace(cfg, texture=replace(cfg.texture, codec="learned"))
     frames = prepared(clip, cfg.size, 100)
     torch.set_num_threads(threads)
@@ -121,7 +120,7 @@ def decode_speed(clip: Path, threads: int, runs: int = 5) -> list[str]:
             for name, (dec, backend) in decoders.items():
                 LearnedSynthesizer.backend = backend
                 t0 = time.perf_counter()
-                _, out, _ = decode_file(path, decoder=dec)
+                _, out, _ = decode_file(path, decoder=replace(cfg.decoder, name=dec))
                 fps[name].append(len(out) / (time.perf_counter() - t0))
     LearnedSynthesizer.backend = "auto"
     warp = np.median(fps["warp"][1:])
@@ -137,9 +136,8 @@ def _yaw(lm: np.ndarray, layout) -> float:
     return float((lm[1, 0] - oval[:, 0].mean()) / (np.ptp(oval[:, 0]) + 1e-6))  # nose tip off the oval centre
 
 
-def side_by_side(clips: list[Path], out: Path) -> list[str]:
+def side_by_side(cfg: SessionConfig, clips: list[Path], out: Path) -> list[str]:
     """For each event, the bench frame (over `clips`) where it is strongest against its key frame."""
-    cfg = load_config()
     cfg = replace(cfg, texture=replace(cfg.texture, codec="learned"))
     layout = get_backend_layout(cfg.backend)
     best = {"mouth opens": (-1e9, None), "eyes close": (-1e9, None), "head turns": (-1e9, None)}
@@ -148,8 +146,8 @@ def side_by_side(clips: list[Path], out: Path) -> list[str]:
             frames = prepared(clip, cfg.size, 250)
             path = Path(tmp) / "s.scv"
             encode_frames(list(frames), path, cfg, progress=False)
-            contents, warp, _ = decode_file(path, decoder="warp")
-            _, learned, _ = decode_file(path, decoder="learned")
+            contents, warp, _ = decode_file(path, decoder=replace(cfg.decoder, name="warp"))
+            _, learned, _ = decode_file(path, decoder=replace(cfg.decoder, name="learned"))
             for i, f in enumerate(warp):
                 key = contents.key_frame_of(i)
                 if key is None or key == i or f.landmarks is None or warp[key].landmarks is None:
@@ -200,20 +198,25 @@ def training_lines(rec: dict) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--config", help="the settings the bench ran with: its decoder's weights and background "
+                    "(default configs/default.yaml)")
     ap.add_argument("--points", default=str(ROOT / "docs/results/learned/rd_points.json"))
     ap.add_argument("--out", default=str(ROOT / "docs/results"))
     ap.add_argument("--side-clips", type=int, default=6, help="bench clips searched for the side-by-side frames")
     args = ap.parse_args()
     out = Path(args.out)
     rows = json.loads(Path(args.points).read_text())
-    rec = record_of(ASSET)
+    cfg = load_config(args.config)
+    weights = weights_path(cfg.decoder.weights)
+    rec = record_of(weights)
     clips = list_clips(DEFAULT_BENCH)
     L = ["# Learned decoder vs warp decoder", "",
          f"- date: {time.strftime('%Y-%m-%d %H:%M')}; {machine_line()}",
          f"- command: `python scripts/learned_report.py {' '.join(sys.argv[1:])}` on the points of "
          f"`streamcodec bench --learned` (`{_rel(Path(args.points))}`)",
-         f"- weights: `streamcodec/assets/learned_decoder.safetensors`, model id `{model_id_of(ASSET).hex()}`, "
-         f"{ASSET.stat().st_size / 1e6:.2f} MB",
+         f"- weights: `{_rel(weights)}`, model id `{model_id_of(weights).hex()}`, "
+         f"{weights.stat().st_size / 1e6:.2f} MB; decoder background `{cfg.decoder.background}` "
+         f"(`{args.config or 'configs/default.yaml'}`)",
          *training_lines(rec),
          "- the generator was trained on L1 + LPIPS-alex: LPIPS-vgg and DISTS are metrics it was not trained on",
          "", "## Quality at equal key-frame budgets", ""]
@@ -221,12 +224,12 @@ def main() -> None:
     for threads, why in ((2, "the whole machine"), (1, "a call, where the encoder takes the other core")):
         L += ["", f"## Decode speed at 256x256: {threads} torch thread{'s' * (threads > 1)} ({why}; this machine, "
               "100 frames, 5 interleaved runs each)", ""]
-        L += decode_speed(clips[0], threads)
+        L += decode_speed(cfg, clips[0], threads)
     torch.set_num_threads(2)
     L += ["", "## Side by side", "", "![side by side](learned_side_by_side.png)", "",
           f"The frame of the first {args.side_clips} `bench/` clips (first 250 frames, key-frame budget 3000) where each event is strongest "
           "against the frame's key frame, judged on the decoded landmarks:", ""]
-    L += side_by_side(clips[: args.side_clips], out / "learned_side_by_side.png")
+    L += side_by_side(cfg, clips[: args.side_clips], out / "learned_side_by_side.png")
     (out / "learned_decoder.md").write_text("\n".join(L) + "\n")
     print(f"wrote {out / 'learned_decoder.md'}")
 

@@ -68,11 +68,22 @@ def cmd_encode(args) -> int:
     return 0
 
 
+def _decoder(args):
+    """The decoder settings of --config, with --decoder / --weights / --background over them."""
+    from dataclasses import replace
+
+    from .config import load_config
+
+    d = load_config(args.config).decoder
+    over = {k: getattr(args, k) for k in ("name", "weights", "background") if getattr(args, k, None) is not None}
+    return replace(d, **over)
+
+
 def cmd_decode(args) -> int:
     from .files import decode_file
     from .io import write_video
 
-    contents, frames, errors = decode_file(args.input, decoder=args.decoder)
+    contents, frames, errors = decode_file(args.input, decoder=_decoder(args))
     for e in errors[:20]:
         print(f"warning: {e}", file=sys.stderr)
     if len(errors) > 20:
@@ -173,10 +184,10 @@ def cmd_bench(args) -> int:
     if args.quick:
         bc = BenchConfig(folder, max_frames=50, clips=3, streamcodec_budgets=(1500, 3000), sweep_stride=2,
                          variants=("full", "half_res"), sampling=Sampling(lpips_alex=2, ms_ssim=2, costly=10),
-                         streamcodec_kinds=kinds, codecs=codecs)
+                         streamcodec_kinds=kinds, codecs=codecs, session=args.config)
     else:
         bc = BenchConfig(folder, max_frames=args.max_frames, clips=args.clips, sweep_stride=args.sweep_stride,
-                         streamcodec_kinds=kinds, codecs=codecs)
+                         streamcodec_kinds=kinds, codecs=codecs, session=args.config)
     t0 = time.time()
     rows = run(bc, workers=args.workers)
     if args.reuse:
@@ -218,7 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("decode", help=".scv -> video (.mp4, .mkv FFV1, .y4m, or a PNG folder)")
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--decoder", choices=("warp", "learned"), help="default: the one configs/default.yaml names")
+    p.add_argument("--config", help="YAML settings whose `decoder:` applies (default configs/default.yaml)")
+    p.add_argument("--decoder", dest="name", choices=("warp", "learned"), help="default: the one the config names")
+    p.add_argument("--weights", help="learned decoder weights (safetensors from scripts/train.py; default: the "
+                   "config's, else the shipped ones); must be the ones the stream was coded with")
+    p.add_argument("--background", choices=("synth", "key"),
+                   help="key: show the key frame's still background away from the person (see configs/default.yaml)")
     p.set_defaults(fn=cmd_decode)
 
     p = sub.add_parser("info", help="per-layer bit breakdown of a .scv file")
@@ -229,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="rate-quality benchmark against H.264, H.265, AV1, VP9")
     p.add_argument("--folder", help="clips (default ../shared/data/faces/bench)")
     p.add_argument("--quick", action="store_true", help="3 clips, 50 frames, fewer points: minutes")
+    p.add_argument("--config", help="streamcodec's settings, its decoder's weights and background included "
+                   "(default configs/default.yaml)")
     p.add_argument("--max-frames", type=int, default=250)
     p.add_argument("--clips", type=int, default=0, help="only the first N clips")
     p.add_argument("--sweep-stride", type=int, default=1, help="use every n-th point of each baseline sweep")

@@ -40,6 +40,27 @@ class TextureConfig:
 
 
 @dataclass(frozen=True)
+class DecoderConfig:
+    name: str = "warp"  # "warp" or "learned": either reads every stream
+    # The learned model (texture encoder, the codes' entropy model, generator) that texture codec
+    # "learned" encodes with and decoder "learned" decodes with: a safetensors file written by
+    # scripts/train.py; "" is the shipped streamcodec/assets/learned_decoder.safetensors. The stream
+    # header names the model, so a decoder with other weights refuses the stream.
+    weights: str = ""
+    # Away from the person the camera sees a still background, which the key frame shows as it is
+    # while the mesh drags it along near the head: "key" shows the decoded key frame wherever
+    # neither the key frame's person nor the person warped to the current frame is (both dilated);
+    # "synth" keeps what the decoder drew. A decoder choice only: the stream is the same.
+    background: str = "synth"
+
+    def __post_init__(self) -> None:
+        if self.name not in ("warp", "learned"):
+            raise ConfigError(f"unknown decoder {self.name!r}; expected 'warp' or 'learned'")
+        if self.background not in ("synth", "key"):
+            raise ConfigError(f"decoder background {self.background!r}: expected 'synth' or 'key'")
+
+
+@dataclass(frozen=True)
 class RefreshConfig:
     check_interval: int = 5
     min_interval: int = 75
@@ -58,7 +79,7 @@ class SessionConfig:
     keyframe: KeyframeConfig = field(default_factory=KeyframeConfig)
     texture: TextureConfig = field(default_factory=TextureConfig)
     refresh: RefreshConfig = field(default_factory=RefreshConfig)
-    decoder: str = "warp"
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
 
     def with_overrides(self, **kw: Any) -> "SessionConfig":
         return replace(self, **kw)
@@ -75,7 +96,10 @@ def _build(cls, data: dict[str, Any], where: str):
     unknown = set(data) - names
     if unknown:
         raise ConfigError(f"{where}: unknown settings {sorted(unknown)}")
-    return cls(**data)
+    try:
+        return cls(**data)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def load_config(path: str | Path | None = None) -> SessionConfig:
@@ -96,9 +120,20 @@ def load_config(path: str | Path | None = None) -> SessionConfig:
         keyframe=_build(KeyframeConfig, raw.pop("keyframe", {}) or {}, f"{path}: keyframe"),
         texture=_build(TextureConfig, raw.pop("texture", {}) or {}, f"{path}: texture"),
         refresh=_build(RefreshConfig, raw.pop("refresh", {}) or {}, f"{path}: refresh"),
-        decoder=str(raw.pop("decoder", "warp")),
+        decoder=_decoder(raw.pop("decoder", None), path),
         **_check_empty(raw, path),
     )
+
+
+def _decoder(raw: Any, path: Path) -> DecoderConfig:
+    """`decoder: learned` is short for `decoder: {name: learned}`."""
+    if raw is None:
+        return DecoderConfig()
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: decoder: expected a name or a mapping, got {raw!r}")
+    return _build(DecoderConfig, raw, f"{path}: decoder")
 
 
 def _check_empty(raw: dict, path: Path) -> dict:

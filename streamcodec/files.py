@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .bitstream import (Corruption, Header, Packet, PacketType, encode_header, encode_packet, parse_header,
                         read_stream)
-from .config import SessionConfig
+from .config import DecoderConfig, SessionConfig
 from .io import PrepareConfig, is_prepared, iter_frames, prepare_frames
 from .session import DecodedFrame, SessionDecoder, SessionEncoder
 
@@ -99,7 +99,9 @@ def read_scv(path: str | Path) -> StreamContents:
     return StreamContents(header, packets, bad, truncated=not ended)
 
 
-def decode_file(path: str | Path, decoder: str = "warp") -> tuple[StreamContents, list[DecodedFrame], list[str]]:
+def decode_file(path: str | Path, decoder: DecoderConfig | str = "warp"
+                ) -> tuple[StreamContents, list[DecodedFrame], list[str]]:
+    """`decoder`: see SessionDecoder."""
     contents = read_scv(path)
     dec = SessionDecoder(contents.header, decoder=decoder)
     frames: list[DecodedFrame] = []

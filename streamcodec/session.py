@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 import cv2
@@ -17,7 +17,7 @@ import numpy as np
 
 from . import StreamcodecError
 from .bitstream import (FLAG_INTRA, FLAG_NOFACE, Header, Packet, PacketType, VersionMismatch)
-from .config import SessionConfig, load_config
+from .config import DecoderConfig, SessionConfig, load_config
 from .decoder import Reference, get_synthesizer
 from .entropy import EntropyError
 from .keyframe import KeyframeDecodeError, encode_to_budget, get_codec
@@ -84,7 +84,7 @@ class SessionEncoder:
         self.coder = StructureCoder(self.basis, st, cfg.size)
         self.still = get_codec(cfg.keyframe.codec, cfg.keyframe.preset)
         self.texture_codec = ColourStatsCodec()
-        self.learned, self._learned_id = _learned_texture(cfg.texture.codec)
+        self.learned, self._learned_id = _learned_texture(cfg.texture.codec, cfg.decoder.weights)
         self.segmenter = PersonSegmenter()
         self.synth = get_synthesizer("warp")  # closed-loop copy of the receiver, for drift checks
         self.stats = EncoderStats()
@@ -250,8 +250,10 @@ class DecodedFrame:
 class SessionDecoder:
     """Decodes packets in order; conceals what is lost (holds the last frame) and says so."""
 
-    def __init__(self, header: Header, basis: ShapeBasis | None = None, decoder: str | None = None) -> None:
-        """`decoder`: "warp" or "learned"; None takes the one configs/default.yaml names."""
+    def __init__(self, header: Header, basis: ShapeBasis | None = None,
+                 decoder: DecoderConfig | str | None = None) -> None:
+        """`decoder`: the decoder's settings, or just its name ("warp" or "learned") with the others
+        from configs/default.yaml; None takes all of configs/default.yaml's."""
         self.header = header
         backend_name = BACKEND_IDS.get(header.backend_id)
         if backend_name is None:
@@ -270,7 +272,7 @@ class SessionDecoder:
                 raise VersionMismatch("stream was coded with another texture model")
         else:
             raise VersionMismatch(f"unknown texture codec id {header.texture_codec}")
-        self.synth = get_synthesizer(decoder or load_config().decoder)
+        self.synth = get_synthesizer(decoder_config(decoder))
         model_id = getattr(self.synth, "model_id", None)
         if self._learned_stream and model_id is not None and model_id != header.texture_model_id:
             raise VersionMismatch(
@@ -389,15 +391,25 @@ class SessionDecoder:
         return DecodedFrame(p.frame, self.synth.synthesize(lm, self._texture), lm)
 
 
-def _learned_texture(codec: str):
-    """(model, model id) for texture codec "learned", (None, b"") for "colourstats"."""
+def decoder_config(decoder: DecoderConfig | str | None) -> DecoderConfig:
+    """The settings `SessionDecoder(decoder=...)` means."""
+    if isinstance(decoder, DecoderConfig):
+        return decoder
+    default = load_config().decoder
+    return default if decoder is None else replace(default, name=decoder)
+
+
+def _learned_texture(codec: str, weights: str = ""):
+    """(model, model id) for texture codec "learned" with these weights ("": the shipped ones),
+    (None, b"") for "colourstats"."""
     if codec == "colourstats":
         return None, b""
     if codec != "learned":
         raise StreamcodecError(f"unknown texture codec {codec!r}; expected 'colourstats' or 'learned'")
-    from .decoder.learned import ASSET, load_model, model_id_of
+    from .decoder.learned import load_model, model_id_of, weights_path
 
-    return load_model(ASSET), model_id_of(ASSET)
+    path = weights_path(weights)
+    return load_model(path), model_id_of(path)
 
 
 def _codec_ids() -> set[int]:

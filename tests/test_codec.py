@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from streamcodec.bitstream import FLAG_INTRA, FLAG_NOFACE, PacketType
+from streamcodec.config import DecoderConfig
 from streamcodec.files import decode_file, encode_frames, read_scv
 from streamcodec.metrics import psnr
 from streamcodec.structure.landmarks import MediaPipeMesh
@@ -73,6 +74,40 @@ def test_lost_packet_recovers_at_next_intra(encoded):
         assert out[i].concealed
     for i in range(nxt, max(ref) + 1):
         assert np.array_equal(out[i].image, ref[i]), i
+
+
+def _reference(path):
+    """The receiver's Reference and layout after the stream's first frame."""
+    from streamcodec.session import SessionDecoder
+
+    contents = read_scv(path)
+    dec = SessionDecoder(contents.header)
+    for p in contents.packets:
+        if dec.decode(p):
+            return dec._ref, dec.layout
+    raise AssertionError("no frame decoded")
+
+
+def test_static_background_shows_the_key_frame_away_from_the_person(encoded):
+    """With `background: key` the warp shows the key frame itself where neither the key frame's
+    person nor the person warped to this frame is, and its own warp on the person; the plain warp
+    drags that background along with a moving head."""
+    from streamcodec.decoder.warp import WarpSynthesizer
+
+    ref, layout = _reference(encoded[0])
+    plain, still = WarpSynthesizer(), WarpSynthesizer(static_background=True)
+    for s in (plain, still):
+        s.set_reference(ref, layout)
+    moved = ref.landmarks + np.array([14.0, -6.0])  # the head moves right and up
+    a, b = plain.synthesize(moved, None), still.synthesize(moved, None)
+    w = still.background[..., 0]
+    bg, person = w > 0.999, w < 1e-3
+    assert plain.background is None and 0.1 < bg.mean() < 0.9 and person.mean() > 0.1
+    assert np.abs(b[bg].astype(int) - ref.image[bg]).max() <= 1
+    assert np.array_equal(b[person], a[person])
+    assert np.abs(a[bg].astype(int) - ref.image[bg]).max() > 20  # the drag the option removes
+    x, y = np.round(moved).astype(int).T
+    assert (w[y.clip(0, 255), x.clip(0, 255)] < 1e-3).all()  # the face is the decoder's, where it moved to
 
 
 def test_no_face_frames_hold_structure(tmp_path, talking_frames, cfg):
@@ -154,6 +189,11 @@ def test_lighting_change_sends_texture_code_and_corrects_colour(tmp_path, talkin
     err_dec = np.mean([abs(dec[i].image[60:200, 70:190].mean() - frames[i][60:200, 70:190].mean()) for i in late])
     err_key = np.mean([abs(dec[0].image[60:200, 70:190].mean() - frames[i][60:200, 70:190].mean()) for i in late])
     assert err_dec < 0.5 * err_key, (err_dec, err_key)
+    # The key frame's still background dims too: the colour correction comes after it.
+    _, still, _ = decode_file(tmp_path / "dim.scv", decoder=DecoderConfig(background="key"))
+    err_still = np.mean([abs(still[i].image.mean() - frames[i].mean()) for i in late])
+    err_key = np.mean([abs(dec[0].image.mean() - frames[i].mean()) for i in late])
+    assert err_still < 0.5 * err_key, (err_still, err_key)
 
 
 def test_dlib_backend_end_to_end(tmp_path, talking_frames, cfg):

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from streamcodec.bitstream import PacketType, VersionMismatch
+from streamcodec.config import DecoderConfig
 from streamcodec.decoder.learned import (ASSET, LearnedModel, LearnedSynthesizer, ModelMismatch, full_arch,
                                          load_model, model_id_of, record_of, save_model)
 from streamcodec.entropy import EntropyError
@@ -146,15 +147,53 @@ def test_unknown_or_missing_generator_backend_is_a_clear_error(monkeypatch):
         runtime.resolve("onnx")
 
 
-def test_decoder_with_other_weights_refuses_the_stream(learned_stream, tmp_path, monkeypatch):
+def test_decoder_with_other_weights_refuses_the_stream(learned_stream, tmp_path):
     from streamcodec.files import decode_file
 
     other = tmp_path / "other.safetensors"
     save_model(LearnedModel(code_ch=8, width=8, blocks=1, groups=2), other)
-    monkeypatch.setattr("streamcodec.decoder.learned.ASSET", other)
-    monkeypatch.setattr(LearnedSynthesizer.__init__, "__defaults__", (other, None))
     with pytest.raises(VersionMismatch, match="learned texture model"):
-        decode_file(learned_stream, decoder="learned")
+        decode_file(learned_stream, decoder=DecoderConfig(name="learned", weights=str(other)))
+
+
+def test_learned_static_background_is_the_warps(learned_stream):
+    """`background: key` for the learned decoder: the generator's frame on the person, the warp's
+    (the key frame's still background) away from it."""
+    from streamcodec.files import read_scv
+    from streamcodec.session import SessionDecoder
+
+    contents = read_scv(learned_stream)
+    dec = SessionDecoder(contents.header, decoder=DecoderConfig(name="learned", background="key"))
+    plain = SessionDecoder(contents.header, decoder="learned")
+    checked = 0
+    for p in contents.packets:
+        out, ref = dec.decode(p), plain.decode(p)
+        if not out or p.frame == 0:
+            continue
+        w = dec.synth.warp.background[..., 0]
+        warp = dec.synth.warp.synthesize(out[0].landmarks, dec._texture)
+        bg, person = w > 0.9999, w < 1e-4
+        assert np.abs(out[0].image[bg].astype(int) - warp[bg]).max() <= 1
+        # the generator reads the composited warp, so its receptive field carries a trace of it in
+        diff = np.abs(out[0].image[person].astype(int) - ref[0].image[person])
+        assert diff.max() <= 3 and diff.mean() < 0.1
+        checked += 1
+    assert checked >= 20
+
+
+def test_cli_decodes_with_the_weights_it_is_given(learned_stream, tmp_path):
+    """`streamcodec decode --weights`: the stream's own weights decode, other weights are refused
+    with the model ids, before any frame is written."""
+    from .test_cli_and_bad_input import run
+
+    other = tmp_path / "other.safetensors"
+    save_model(LearnedModel(code_ch=8, width=8, blocks=1, groups=2), other)
+    res = run("decode", str(learned_stream), "-o", str(tmp_path / "a.mkv"), "--decoder", "learned",
+              "--weights", str(ASSET), "--background", "key")
+    assert "30 frames" in res.stdout
+    res = run("decode", str(learned_stream), "-o", str(tmp_path / "b.mkv"), "--decoder", "learned",
+              "--weights", str(other), check=False)
+    assert res.returncode != 0 and model_id_of(other).hex() in res.stderr and not (tmp_path / "b.mkv").exists()
 
 
 def test_learned_decoder_reads_v1_streams(encoded):
@@ -275,14 +314,13 @@ def test_ref_input_model_codes_and_decodes_a_stream(talking_frames, cfg, tmp_pat
             p.normal_(0, 0.02)
     path = tmp_path / "ref.safetensors"
     save_model(m, path, {"note": "test"})
-    monkeypatch.setattr(L, "ASSET", path)
-    monkeypatch.setattr(L.LearnedSynthesizer.__init__, "__defaults__", (path, None))
     stream = tmp_path / "ref.scv"
-    c = replace(cfg, texture=replace(cfg.texture, codec="learned", refine_steps=2))
+    dec = DecoderConfig(name="learned", weights=str(path))  # the config is all that names the weights
+    c = replace(cfg, texture=replace(cfg.texture, codec="learned", refine_steps=2), decoder=dec)
     encode_frames(talking_frames[:12], stream, c, progress=False)
-    _, fast, errors = decode_file(stream, decoder="learned")  # on the default runtime
+    _, fast, errors = decode_file(stream, decoder=dec)  # on the default runtime
     monkeypatch.setattr(L.LearnedSynthesizer, "backend", "eager")
-    _, eager, _ = decode_file(stream, decoder="learned")
+    _, eager, _ = decode_file(stream, decoder=dec)
     assert not errors and len(fast) == len(eager) == 12
     a, b = (np.stack([f.image for f in x]).astype(int) for x in (fast, eager))
     assert np.abs(a - b).max() <= 1

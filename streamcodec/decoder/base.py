@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ..structure.landmarks import FaceLayout
 from ..texture import RegionStats
+
+if TYPE_CHECKING:
+    from ..config import DecoderConfig
 
 
 @dataclass
@@ -32,13 +35,17 @@ class FrameSynthesizer(Protocol):
         """The learned texture code from the stream (None: none yet); decoders without a use for it ignore it."""
 
 
-def get_synthesizer(name: str) -> FrameSynthesizer:
-    if name == "warp":
+def get_synthesizer(cfg: "DecoderConfig | str") -> FrameSynthesizer:
+    """The decoder a `decoder:` setting names (a bare name takes the other settings' defaults)."""
+    from ..config import DecoderConfig
+
+    cfg = DecoderConfig(name=cfg) if isinstance(cfg, str) else cfg
+    background = cfg.background == "key"
+    if cfg.name == "warp":
         from .warp import WarpSynthesizer
 
-        return WarpSynthesizer()
-    if name == "learned":  # imported only when asked for: it loads torch and the weights
-        from .learned import LearnedSynthesizer
+        return WarpSynthesizer(static_background=background)
+    # imported only when asked for: it loads torch and the weights
+    from .learned import LearnedSynthesizer, weights_path
 
-        return LearnedSynthesizer()
-    raise ValueError(f"unknown decoder {name!r}; available: ['learned', 'warp']")
+    return LearnedSynthesizer(weights_path(cfg.weights), static_background=background)

@@ -27,12 +27,17 @@ from ..texture.learned_entropy import CodeEntropyModel
 from . import runtime
 from .base import Reference
 from .generator import Generator, reference_input, region_stack, render_sketch, spread
-from .warp import WarpSynthesizer
+from .warp import WarpSynthesizer, blend
 
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "learned_decoder.safetensors"
 _ARCH = ("code_ch", "width", "blocks", "groups", "enc_width", "ref_input")
 # Architecture keys added after weights were first shipped, with the value those weights imply.
 _ARCH_DEFAULTS = {"ref_input": 0}
+
+
+def weights_path(weights: str | Path = "") -> Path:
+    """The file a `decoder.weights` setting names; "" is the shipped model."""
+    return Path(weights) if str(weights) else ASSET
 
 
 def full_arch(arch: dict) -> dict[str, int]:
@@ -152,11 +157,13 @@ class LearnedSynthesizer:
     name = "learned"
     backend = "auto"  # the generator's runtime: "auto", "onnx", "traced" or "eager" (see runtime.py)
 
-    def __init__(self, path: Path = ASSET, model: LearnedModel | None = None) -> None:
+    def __init__(self, path: Path = ASSET, model: LearnedModel | None = None, static_background: bool = False) -> None:
+        """`static_background`: the warp's key-frame background (DecoderConfig.background) is what the
+        generator sees and what the frame shows there."""
         self.model = model or load_model(path)
         self.model_id = model_id_of(path) if model is None else b""
         self._compiled_nets: dict[tuple, runtime.Runner] = {}
-        self.warp = WarpSynthesizer()
+        self.warp = WarpSynthesizer(static_background=static_background)
         self.codes: torch.Tensor | None = None
         self._own_codes: torch.Tensor | None = None
 
@@ -193,7 +200,8 @@ class LearnedSynthesizer:
         sketch = torch.from_numpy(render_sketch(landmarks, self.layout, self.size))[None]
         masks = torch.from_numpy(region_stack(landmarks, self.layout, self.person, self.size))[None]
         out = self._compiled(to_tensor(warped), sketch, spread(self._codes(), masks), self._ref_input)
-        return to_image(out.contiguous())
+        out = to_image(out.contiguous())
+        return out if self.warp.background is None else blend(out, warped, self.warp.background)
 
     def _compiled(self, warp: torch.Tensor, sketch: torch.Tensor, texmap: torch.Tensor,
                   ref: torch.Tensor | None) -> torch.Tensor:

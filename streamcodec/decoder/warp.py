@@ -17,6 +17,10 @@ from ..texture import RegionStats, region_masks
 from .base import Reference
 
 RINGS = (1.3, 1.8)
+# Static background: how far (fraction of the frame size) the person masks are grown before the key
+# frame is shown outside them, and the feather of that edge (pixels at 256).
+BACKGROUND_MARGIN = 0.015
+BACKGROUND_FEATHER = 2.0
 RING_MIN = (1.12, 1.35)
 _YCC2RGB = np.array([[1.0, 0.0, 1.402], [1.0, -0.344136, -0.714136], [1.0, 1.772, 0.0]])
 
@@ -31,8 +35,11 @@ def _border_points(size: int, per_side: int = 6) -> np.ndarray:
 class WarpSynthesizer:
     name = "warp"
 
-    def __init__(self, mouth_colour: tuple[int, int, int] = (70, 30, 35)) -> None:
+    def __init__(self, mouth_colour: tuple[int, int, int] = (70, 30, 35), static_background: bool = False) -> None:
+        """`static_background`: show the key frame itself away from the person (DecoderConfig.background)."""
         self._default_mouth = np.array(mouth_colour, np.float32)
+        self.static_background = static_background
+        self.background: np.ndarray | None = None  # last frame's weight of the key frame (H, W, 1), if any
         self.ref: Reference | None = None
 
     # -- anchors ------------------------------------------------------------
@@ -159,9 +166,25 @@ class WarpSynthesizer:
         mx, my = self._maps(cur)
         out = cv2.remap(self._ref_img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         out = self._fill_mouth(out, landmarks, texture)
-        if texture:
+        self.background = self._background_weight(landmarks, (mx, my)) if self.static_background else None
+        if self.background is not None:
+            out = blend(out, self._ref_img, self.background)
+        if texture:  # after the background: a lighting change shows on the background too
             out = self._correct_colour(out, landmarks, (mx, my), texture)
         return out
+
+    def _background_weight(self, lm: np.ndarray, maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray | None:
+        """1 where neither the key frame's person, nor that person warped to this frame, nor this
+        frame's face is (all grown by the margin), 0 on them, feathered in between."""
+        if self._ref_person is None:
+            return None
+        person = ((cv2.remap(self._ref_person, *maps, cv2.INTER_LINEAR) > 0.25) | (self._ref_person > 0.5))
+        person = person.astype(np.uint8)
+        cv2.fillConvexPoly(person, cv2.convexHull(np.round(lm * 16).astype(np.int32)), 1, shift=4)
+        r = max(1, round(BACKGROUND_MARGIN * self.size))
+        person = cv2.dilate(person, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+        sigma = BACKGROUND_FEATHER * self.size / 256
+        return cv2.GaussianBlur(1.0 - person.astype(np.float32), (0, 0), sigma)[..., None]
 
     # -- texture-driven corrections -----------------------------------------
     def _fill_mouth(self, img: np.ndarray, lm: np.ndarray, texture: RegionStats | None) -> np.ndarray:
@@ -207,3 +230,8 @@ class WarpSynthesizer:
         field = cv2.GaussianBlur(field, (0, 0), 1.5)
         field = cv2.resize(field, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
         return np.clip(img.astype(np.float32) + field, 0, 255).astype(np.uint8)
+
+
+def blend(a: np.ndarray, b: np.ndarray, weight_b: np.ndarray) -> np.ndarray:
+    """uint8 images mixed per pixel: `weight_b` (H, W, 1) in [0, 1] of `b`."""
+    return np.clip(a * (1 - weight_b) + b * weight_b + 0.5, 0, 255).astype(np.uint8)

@@ -139,6 +139,16 @@ def machine_line() -> str:
     return f"{platform.node()}, {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
 
 
+def _decoder_line(session) -> str:
+    from ..config import load_config
+    from ..decoder.learned import model_id_of, weights_path
+
+    d = load_config(session).decoder
+    w = weights_path(d.weights)
+    return f"; learned weights `{d.weights or 'streamcodec/assets/learned_decoder.safetensors'}` " \
+           f"(model id `{model_id_of(w).hex() if w.exists() else 'missing'}`), background `{d.background}`"
+
+
 def header_lines(cmd: str, bc, seconds: float, n_clips: int) -> list[str]:
     s = bc.sampling
     return [
@@ -153,6 +163,6 @@ def header_lines(cmd: str, bc, seconds: float, n_clips: int) -> list[str]:
         "each starting at half its step (frame 0 is every codec's key frame); the reference side of the "
         "network metrics is embedded once per clip",
         "- classical settings: see `streamcodec/eval/baselines.py` (single key frame, slow presets, CRF sweeps, "
-        "128x128 and 12.5 fps variants); streamcodec: `configs/default.yaml` with key-frame budgets "
-        f"{', '.join(map(str, bc.streamcodec_budgets))} bytes",
+        f"128x128 and 12.5 fps variants); streamcodec: `{bc.session or 'configs/default.yaml'}` with key-frame "
+        f"budgets {', '.join(map(str, bc.streamcodec_budgets))} bytes" + _decoder_line(bc.session),
     ]

@@ -153,7 +153,7 @@ def run_streamcodec(frames: np.ndarray, cfg: SessionConfig, budget: int, work: P
     encode_frames(list(frames), path, c, progress=False)
     enc_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    contents, dec, _ = decode_file(path, decoder=decoder)
+    contents, dec, _ = decode_file(path, decoder=replace(cfg.decoder, name=decoder))
     dec_s = time.perf_counter() - t0
     total = path.stat().st_size
     key = [p for p in contents.packets if p.type == PacketType.KEYFRAME]
@@ -179,6 +179,7 @@ class BenchConfig:
     sweep_stride: int = 1  # use every n-th parameter of each baseline sweep
     sampling: Sampling = field(default_factory=Sampling)
     store: Path | None = None  # where finished points are cached (default: the user cache)
+    session: Path | None = None  # streamcodec's settings (default: configs/default.yaml)
 
 
 def jobs_for(bc: BenchConfig) -> list[Job]:
@@ -196,7 +197,7 @@ def jobs_for(bc: BenchConfig) -> list[Job]:
 def _clip_rows(clip: Path, bc: BenchConfig, jobs: list[Job], scorer: "_LazyScorer", tick=lambda: None) -> list[dict]:
     from .baselines import encode_decode
 
-    cfg = load_config()
+    cfg = load_config(bc.session)
     store = bc.store or cache_dir() / "bench_points"
     store.mkdir(parents=True, exist_ok=True)
     frames = prepared(clip, cfg.size, bc.max_frames)
@@ -204,7 +205,7 @@ def _clip_rows(clip: Path, bc: BenchConfig, jobs: list[Job], scorer: "_LazyScore
     truth, rows = None, []
     with tempfile.TemporaryDirectory() as tmp:
         for job in jobs:
-            cpath = store / f"{_key(clip, job, len(frames), bc.sampling, _model_tag(job))}.json"
+            cpath = store / f"{_key(clip, job, len(frames), bc.sampling, _session_tag(job, cfg))}.json"
             if cpath.exists():
                 rows.append(json.loads(cpath.read_text()))
                 tick()
@@ -242,13 +243,17 @@ def reuse_rows(path: Path, rows: list[dict], skip: set[str]) -> list[dict]:
     return out
 
 
-def _model_tag(job: Job) -> str:
-    """Points of the learned decoder are cached per weights: retrained weights are measured anew."""
-    if job.codec != "streamcodec-learned":
+def _session_tag(job: Job, cfg: SessionConfig) -> str:
+    """streamcodec's points are cached per session settings and, for the learned decoder, per
+    weights: other settings or retrained weights are measured anew."""
+    if job.codec not in STREAMCODEC_JOBS and job.codec != "freeze":
         return ""
-    from ..decoder.learned import ASSET, model_id_of
+    tag = json.dumps(asdict(cfg), sort_keys=True)
+    if job.codec != "streamcodec-learned":
+        return tag
+    from ..decoder.learned import model_id_of, weights_path
 
-    return model_id_of(ASSET).hex()
+    return tag + model_id_of(weights_path(cfg.decoder.weights)).hex()
 
 
 class _LazyScorer:
