@@ -42,6 +42,26 @@ from streamcodec.decoder.learned import (ASSET, LearnedModel, full_arch, load_mo
 from streamcodec.eval.clips import DEFAULT_CATALOGUE, cache_dir, identities
 from streamcodec.metrics.lpips import load_lpips_net
 from streamcodec.session import get_backend_layout
+from streamcodec.structure.landmarks import FaceLayout, layout_from_json
+
+
+def load_clip(path: Path) -> dict[str, np.ndarray]:
+    """A cached clip's arrays; a packed one's (scripts/pack_pairs.py) JPEG images decoded to RGB and
+    its fixed-point landmarks to float pixels."""
+    d = dict(np.load(path))  # allow_pickle stays off: arrays only
+    for key in [k for k in d if k.endswith("__jpg")]:
+        name, blob, ends = key[:-5], d.pop(key), d.pop(key[:-5] + "__end")
+        starts = np.concatenate([[0], ends[:-1]])
+        d[name] = np.stack([cv2.imdecode(blob[a:b], cv2.IMREAD_COLOR)[..., ::-1] for a, b in zip(starts, ends)])
+    for key in [k for k in d if k.endswith("__q32")]:
+        d[key[:-5]] = d.pop(key).astype(np.float32) / 32
+    return d
+
+
+def data_layout(data: Path) -> FaceLayout:
+    """The face layout the pairs were made with: a pack carries it (the GPU machine has no mediapipe)."""
+    packed = data / "layout.json"
+    return layout_from_json(packed.read_text()) if packed.exists() else get_backend_layout("mediapipe478")
 
 
 class Pairs:
@@ -52,10 +72,10 @@ class Pairs:
     around the face; the texture encoder sees the whole original key frame.
     """
 
-    def __init__(self, files: list[Path], crop: int, p_key: float) -> None:
-        self.clips = [dict(np.load(f)) for f in files]
+    def __init__(self, files: list[Path], crop: int, p_key: float, layout: FaceLayout) -> None:
+        self.clips = [load_clip(f) for f in files]
         self.index = [(c, i) for c, d in enumerate(self.clips) for i in range(len(d["target"]))]
-        self.layout = get_backend_layout("mediapipe478")
+        self.layout = layout
         self.crop, self.p_key = crop, p_key
 
     def __len__(self) -> int:
@@ -89,6 +109,30 @@ class Pairs:
         return {name: to_tensor(x) if x.dtype == np.uint8 else torch.from_numpy(x) for name, x in stacked.items()}
 
 
+class Batches(torch.utils.data.IterableDataset):
+    """Endless random batches, built in DataLoader worker processes: on a GPU the per-sample
+    rendering (sketch, region masks), not the network, bounds the step rate. Each worker draws
+    from its own seeded stream."""
+
+    def __init__(self, pairs: Pairs, batch: int, seed: list[int]) -> None:
+        self.pairs, self.batch, self.seed = pairs, batch, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng(self.seed + [info.id if info else 0])
+        while True:
+            yield self.pairs.batch(rng.integers(0, len(self.pairs), self.batch), rng)
+
+
+def batch_stream(pairs: Pairs, batch: int, seed: list[int], workers: int):
+    if not workers:  # in this process, from one stream: the CPU runs' behaviour
+        rng = np.random.default_rng(seed)
+        while True:
+            yield pairs.batch(rng.integers(0, len(pairs), batch), rng)
+    yield from torch.utils.data.DataLoader(Batches(pairs, batch, seed), batch_size=None, num_workers=workers,
+                                           prefetch_factor=4, persistent_workers=True)
+
+
 def run(model: LearnedModel, b: dict[str, torch.Tensor], n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The model on (the first n samples of) a batch: (frames, code bits)."""
     b = {k: v[:n] for k, v in b.items()}
@@ -108,11 +152,12 @@ def losses(model: LearnedModel, lp, b: dict[str, torch.Tensor], cfg: dict) -> tu
 def validate(model: LearnedModel, lp, val: Pairs, n: int) -> dict[str, float]:
     """Generator vs warp on the same held-out samples (fixed seed: comparable across steps)."""
     model.eval()
+    device = next(model.parameters()).device
     rng = np.random.default_rng(123)
     ks = rng.integers(0, len(val), n)
     rows = []
     for j in range(0, n, 8):
-        b = val.batch(ks[j:j + 8], rng)
+        b = {k: v.to(device) for k, v in val.batch(ks[j:j + 8], rng).items()}
         out, bits = run(model, b)
         rows.append((lp(out, b["target"]).mean().item(), lp(b["warp"], b["target"]).mean().item(),
                      (out - b["target"]).abs().mean().item(), (b["warp"] - b["target"]).abs().mean().item(),
@@ -128,7 +173,7 @@ def sample_image(model: LearnedModel, b: dict[str, torch.Tensor], path: Path) ->
         out, _ = run(model, b, 4)
         model.train()
     rows = [torch.cat([b["warp"][k], out[k], b["target"][k]], 2) for k in range(out.shape[0])]
-    cv2.imwrite(str(path), to_image(torch.cat(rows, 1)[None])[..., ::-1])
+    cv2.imwrite(str(path), to_image(torch.cat(rows, 1)[None].cpu())[..., ::-1])
 
 
 def _save_optim(opt: torch.optim.Optimizer, path: Path) -> None:
@@ -183,6 +228,8 @@ def main() -> None:
     ap.add_argument("--finish-on-stop", action="store_true",
                     help="write final weights even when --max-minutes stops the run early (the record says so)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="DataLoader processes building batches (0: in the training process)")
     ap.add_argument("--export", action="store_true", help="copy the final weights to streamcodec/assets/")
     ap.add_argument("--init", default=None,
                     help="start from these weights (a fine-tuning stage; their record is kept in the new one)")
@@ -209,8 +256,12 @@ def main() -> None:
     if not files:
         sys.exit(f"no cached pairs in {args.data}: run scripts/cache_pairs.py first")
     train_files, val_files = _split(files, cfg["data"], Path(args.catalogue))
-    data = Pairs(train_files[rank::world] if len(train_files) >= world else train_files, cfg["crop"], cfg["p_key"])
-    val = Pairs(val_files, cfg["crop"], cfg["p_key"]) if val_files and rank == 0 else None
+    layout = data_layout(Path(args.data))
+    data = Pairs(train_files[rank::world] if len(train_files) >= world else train_files, cfg["crop"], cfg["p_key"],
+                 layout)
+    val = Pairs(val_files, cfg["crop"], cfg["p_key"], layout) if val_files and rank == 0 else None
+    if device != "cpu":
+        torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick its kernels once
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "samples").mkdir(exist_ok=True)
@@ -235,7 +286,7 @@ def main() -> None:
     if ddp:
         for p in params:
             dist.broadcast(p.data, 0)
-    rng = np.random.default_rng([cfg["seed"], rank, start])  # a resumed run draws new batches
+    batches = batch_stream(data, cfg["batch"], [cfg["seed"], rank, start], args.workers)  # resumed: new batches
     t0 = time.time()
     log = open(out / "log.jsonl", "a") if rank == 0 else None
     if rank == 0 and start == 0:
@@ -254,7 +305,7 @@ def main() -> None:
         for g in opt.param_groups:
             g["lr"] = lr
         model.entropy.noisy_codes = step < cfg.get("code_noise_steps", 0)
-        b = {k: v.to(device) for k, v in data.batch(rng.integers(0, len(data), cfg["batch"]), rng).items()}
+        b = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
         loss, m = losses(model, lp, b, cfg)
         aux = model.entropy.z_bottleneck.loss()
         opt.zero_grad(set_to_none=False)
@@ -315,7 +366,7 @@ def evaluate(args, cfg: dict, samples: int = 96) -> None:
     every weights file, each against the warp decoder's frame: where the bench scores, unlike the
     training crops."""
     _, val_files = _split(sorted(Path(args.data).glob("*.npz")), cfg["data"], Path(args.catalogue))
-    val, lp = Pairs(val_files, 256, p_key=0.0), load_lpips_net("alex")
+    val, lp = Pairs(val_files, 256, 0.0, data_layout(Path(args.data))), load_lpips_net("alex")
     scores = {str(w): {**validate(load_model(Path(w)), lp, val, samples), "model_id": model_id_of(Path(w)).hex()}
               for w in args.evaluate}
     print(json.dumps(scores, indent=1))

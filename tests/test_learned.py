@@ -271,12 +271,21 @@ def test_training_two_processes_and_resume(tmp_path):
     assert rec["initialised_from"]["record"]["steps_done"] == 3
 
 
-def _train_script():
+def _script(name: str):
+    """A script of scripts/ as a module (they are not a package)."""
     import importlib.util
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "scripts/train.py")
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
-    return train
+    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _train_script():
+    return _script("train")
+
+
+def _pack_script():
+    return _script("pack_pairs")
 
 
 def test_switching_ref_input_on_starts_from_the_old_output(tmp_path, model):
@@ -361,3 +370,77 @@ def test_validation_split_holds_out_whole_people(tmp_path):
         train._split(files + [tmp_path / "stranger_150.npz"], {"val_identities": 4}, tmp_path / "catalogue.tsv")
     # the older rule: the last n clips by name
     assert train._split(files, {"val_clips": 2}) == (files[:-2], files[-2:])
+
+
+def test_packed_pairs_decode_to_the_cached_ones(tmp_path, talking_frames):
+    """scripts/pack_pairs.py: fewer frames, JPEG images and fixed-point landmarks, read back by the
+    training script as the arrays the cache holds (to JPEG's and 1/64 pixel's precision)."""
+    pack, train = _pack_script(), _train_script()
+    img = talking_frames[0]
+    lm = np.random.default_rng(0).uniform(60, 196, (478, 2)).astype(np.float32)
+    n = 6
+    d = {"target": np.stack([np.roll(img, 3 * k, 1) for k in range(n)]),
+         "warp": np.stack([np.roll(img, 3 * k + 1, 1) for k in range(n)]),
+         "landmarks": np.stack([lm + k for k in range(n)]), "key": np.arange(n) % 2,
+         "key_images": np.stack([img, img[::-1]]), "key_originals": np.stack([img, img[:, ::-1]]),
+         "key_person": np.ones((2, 256, 256), np.uint8), "key_landmarks": np.stack([lm, lm + 1]),
+         "budget": np.array(3000)}
+    np.savez_compressed(tmp_path / "clip_150.npz", **d)
+    assert pack.pack_clip(tmp_path / "clip_150.npz", tmp_path / "packed.npz", frames=3, quality=90) == 3
+    assert (tmp_path / "packed.npz").stat().st_size < (tmp_path / "clip_150.npz").stat().st_size / 2
+    got = train.load_clip(tmp_path / "packed.npz")
+    keep = [0, 2, 5]  # three frames spread evenly over six
+    assert set(got) == set(d)
+    for k in ("target", "warp"):
+        assert got[k].shape == (3, 256, 256, 3) and got[k].dtype == np.uint8
+        assert np.abs(got[k].astype(int) - d[k][keep]).mean() < 3
+    for k in ("key_images", "key_originals"):
+        assert np.abs(got[k].astype(int) - d[k]).mean() < 3
+    np.testing.assert_allclose(got["landmarks"], d["landmarks"][keep], atol=1 / 64)
+    np.testing.assert_allclose(got["key_landmarks"], d["key_landmarks"], atol=1 / 64)
+    assert list(got["key"]) == [0, 0, 1] and (got["key_person"] == 1).all()
+
+
+def test_face_layout_travels_as_json():
+    """A pack carries its layout.json: the GPU machine has no mediapipe to build the layout from."""
+    from streamcodec.session import get_backend_layout
+    from streamcodec.structure.landmarks import layout_from_json, layout_to_json
+
+    for name in ("mediapipe478", "dlib68"):
+        layout = get_backend_layout(name)
+        assert layout_from_json(layout_to_json(layout)) == layout
+
+
+def test_batches_from_worker_processes_are_seeded(tmp_path, talking_frames):
+    """--workers: batches built in DataLoader processes, the same for the same seed, other for another."""
+    train = _train_script()
+    img = talking_frames[0]
+    lm = np.random.default_rng(0).uniform(80, 176, (478, 2)).astype(np.float32)
+    np.savez_compressed(tmp_path / "clip_150.npz", target=np.stack([img] * 4), warp=np.stack([img[:, ::-1]] * 4),
+                        landmarks=np.stack([lm] * 4), key=np.zeros(4, np.int64), key_images=img[None],
+                        key_originals=img[None], key_person=np.ones((1, 256, 256), np.uint8),
+                        key_landmarks=lm[None], budget=np.array(3000))
+    from streamcodec.session import get_backend_layout
+
+    pairs = train.Pairs([tmp_path / "clip_150.npz"], 64, 0.5, get_backend_layout("mediapipe478"))
+
+    def first(seed, workers):
+        return next(iter(train.batch_stream(pairs, 3, seed, workers)))
+
+    a, b, c = first([0, 0, 0], 1), first([0, 0, 0], 1), first([1, 0, 0], 1)
+    assert a["warp"].shape == (3, 3, 64, 64) and a["masks"].shape == (3, 9, 16, 16)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+    assert first([0, 0, 0], 0)["target"].shape == (3, 3, 64, 64)
+
+
+def test_generator_speed_script_matches_the_cpu(tmp_path):
+    """scripts/generator_speed.py (run on a GPU in scripts/gpu_burst.sh): here on the CPU, where its
+    reference and its timed network are the same computation."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "scripts/generator_speed.py", "--frames", "4", "--runs", "1", "--out",
+                    str(tmp_path / "speed.json")], check=True, env=env, cwd=ROOT, capture_output=True, timeout=300)
+    res = json.loads((tmp_path / "speed.json").read_text())
+    assert res["model_id"] == model_id_of(ASSET).hex()
+    assert [r["batch"] for r in res["rows"]] == [1, 8]
+    assert all(r["fps_median"] > 0 and r["max_diff_lsb_vs_cpu"] == 0 for r in res["rows"])

@@ -8,6 +8,7 @@ the shape basis fitted for it.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -44,6 +45,18 @@ class FaceLayout:
     def eye_area(self, lm: np.ndarray) -> float:
         """Area (square pixels) of both eye openings: small when the eyes close."""
         return sum(_area(lm, loop) for loop in self.loops["eyes"])
+
+
+def layout_to_json(layout: FaceLayout) -> str:
+    return json.dumps({"oval": layout.oval, "loops": layout.loops, "hulls": layout.hulls,
+                       "inner_lips": layout.inner_lips})
+
+
+def layout_from_json(text: str) -> FaceLayout:
+    """The inverse of layout_to_json: a layout on a machine without the backend that defines it."""
+    d = json.loads(text)
+    groups = {k: {name: tuple(tuple(p) for p in polys) for name, polys in d[k].items()} for k in ("loops", "hulls")}
+    return FaceLayout(oval=tuple(d["oval"]), inner_lips=tuple(d["inner_lips"]), **groups)
 
 
 def _area(lm: np.ndarray, loop: tuple[int, ...]) -> float:
