@@ -39,6 +39,7 @@ def timed(net, args, frames: int, runs: int, device: torch.device, bf16: bool) -
             torch.cuda.synchronize()
 
     batch = args[0].shape[0]
+    calls = max(1, frames // batch)
     with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
         for _ in range(10):
             net(*args)
@@ -46,10 +47,10 @@ def timed(net, args, frames: int, runs: int, device: torch.device, bf16: bool) -
         out = []
         for _ in range(runs):
             t0 = time.perf_counter()
-            for _ in range(max(1, frames // batch)):
+            for _ in range(calls):
                 net(*args)
             sync()
-            out.append(max(1, frames // batch) * batch / (time.perf_counter() - t0))
+            out.append(calls * batch / (time.perf_counter() - t0))
     return out
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU burst on a lent machine (the device tool), prepared here and run there as one command:
 # the generator's GPU speed and CPU agreement, then the configs/gpu/ variants trained side by side
-# for MINUTES each on packed pairs. Results go to $OUT (gpu_speed.json, runs.tar).
+# for MINUTES each on packed pairs. Results go to $OUT (gpu_speed.json, nvidia_smi.txt, run_<variant>.tar).
 #
 # Prepare (here):
 #   python scripts/pack_pairs.py -o .devpack/pairs          # ~35 MiB: the whole tree travels in 64

@@ -118,19 +118,18 @@ class Batches(torch.utils.data.IterableDataset):
         self.pairs, self.batch, self.seed = pairs, batch, seed
 
     def __iter__(self):
-        info = torch.utils.data.get_worker_info()
-        rng = np.random.default_rng(self.seed + [info.id if info else 0])
+        info = torch.utils.data.get_worker_info()  # None in the training process: the seed as given
+        rng = np.random.default_rng(self.seed + ([info.id] if info else []))
         while True:
             yield self.pairs.batch(rng.integers(0, len(self.pairs), self.batch), rng)
 
 
 def batch_stream(pairs: Pairs, batch: int, seed: list[int], workers: int):
-    if not workers:  # in this process, from one stream: the CPU runs' behaviour
-        rng = np.random.default_rng(seed)
-        while True:
-            yield pairs.batch(rng.integers(0, len(pairs), batch), rng)
-    yield from torch.utils.data.DataLoader(Batches(pairs, batch, seed), batch_size=None, num_workers=workers,
-                                           prefetch_factor=4, persistent_workers=True)
+    batches = Batches(pairs, batch, seed)
+    if not workers:
+        return iter(batches)
+    return iter(torch.utils.data.DataLoader(batches, batch_size=None, num_workers=workers, prefetch_factor=4,
+                                            persistent_workers=True))
 
 
 def run(model: LearnedModel, b: dict[str, torch.Tensor], n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
