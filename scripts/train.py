@@ -139,8 +139,53 @@ def run(model: LearnedModel, b: dict[str, torch.Tensor], n: int | None = None) -
     return model(b["ref_orig"], b["ref_masks"], b["warp"], b["sketch"], b["masks"], ref)
 
 
+class KeyPairs:
+    """Samples for the key-frame restorer stage (scripts/cache_keys.py): a coded key frame and its
+    original, the same random crop of both, mirrored half the time, with the frame's coded bits
+    per pixel (of the whole frame, as the decoder knows it)."""
+
+    def __init__(self, files: list[Path], crop: int) -> None:
+        clips = [dict(np.load(f)) for f in files]  # arrays only: no pickle
+        self.decoded = np.concatenate([c["decoded"] for c in clips])
+        self.original = np.concatenate([c["original"] for c in clips])
+        h, w = self.decoded.shape[1:3]
+        self.bpp = np.concatenate([c["coded_bytes"] for c in clips]).astype(np.float32) * 8 / (h * w)
+        self.crop = crop
+
+    def __len__(self) -> int:
+        return len(self.decoded)
+
+    def batch(self, ks, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        size, n = self.decoded.shape[1], self.crop
+        keys, targets = [], []
+        for k in ks:
+            y0, x0 = (rng.integers(0, (size - n) // 4 + 1, 2) * 4) if n < size else (0, 0)
+            s = slice(y0, y0 + n), slice(x0, x0 + n)
+            a, t = self.decoded[k][s], self.original[k][s]
+            if rng.random() < 0.5:
+                a, t = a[:, ::-1], t[:, ::-1]
+            keys.append(a)
+            targets.append(t)
+        return {"key": to_tensor(np.stack(keys)), "target": to_tensor(np.stack(targets)),
+                "bpp": torch.from_numpy(self.bpp[np.asarray(ks)])}
+
+
+# What each stage trains, and the decoder output it is measured against ("val_lpips_<base>").
+STAGES = {"joint": "warp", "restorer": "decoded"}
+
+
+def predict(model: LearnedModel, b: dict[str, torch.Tensor], stage: str,
+            n: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(the stage's output, what the decoder had without it, code bits) on (the first n of) a batch."""
+    if stage == "restorer":
+        key = b["key"][:n]
+        return model.restorer(key, b["bpp"][:n]), key, torch.zeros(key.shape[0], device=key.device)
+    out, bits = run(model, b, n)
+    return out, b["warp"][:n], bits
+
+
 def losses(model: LearnedModel, lp, b: dict[str, torch.Tensor], cfg: dict) -> tuple[torch.Tensor, dict[str, float]]:
-    out, bits = run(model, b)
+    out, _, bits = predict(model, b, cfg.get("stage", "joint"))
     l1 = (out - b["target"]).abs().mean()
     per = lp(out, b["target"]).mean()
     loss = cfg["w_l1"] * l1 + cfg["w_lpips"] * per + cfg["lambda_rate"] * bits.mean()
@@ -148,8 +193,9 @@ def losses(model: LearnedModel, lp, b: dict[str, torch.Tensor], cfg: dict) -> tu
 
 
 @torch.no_grad()
-def validate(model: LearnedModel, lp, val: Pairs, n: int) -> dict[str, float]:
-    """Generator vs warp on the same held-out samples (fixed seed: comparable across steps)."""
+def validate(model: LearnedModel, lp, val, n: int, stage: str = "joint") -> dict[str, float]:
+    """The stage's output vs the decoder's without it, on the same held-out samples (fixed seed:
+    comparable across steps)."""
     model.eval()
     device = next(model.parameters()).device
     rng = np.random.default_rng(123)
@@ -157,21 +203,22 @@ def validate(model: LearnedModel, lp, val: Pairs, n: int) -> dict[str, float]:
     rows = []
     for j in range(0, n, 8):
         b = {k: v.to(device) for k, v in val.batch(ks[j:j + 8], rng).items()}
-        out, bits = run(model, b)
-        rows.append((lp(out, b["target"]).mean().item(), lp(b["warp"], b["target"]).mean().item(),
-                     (out - b["target"]).abs().mean().item(), (b["warp"] - b["target"]).abs().mean().item(),
+        out, base, bits = predict(model, b, stage)
+        rows.append((lp(out, b["target"]).mean().item(), lp(base, b["target"]).mean().item(),
+                     (out - b["target"]).abs().mean().item(), (base - b["target"]).abs().mean().item(),
                      bits.mean().item()))
     model.train()
-    r = np.mean(rows, 0)
-    return {"val_lpips": r[0], "val_lpips_warp": r[1], "val_l1": r[2], "val_l1_warp": r[3], "val_bits": r[4]}
+    r, name = np.mean(rows, 0), STAGES[stage]
+    return {"val_lpips": r[0], f"val_lpips_{name}": r[1], "val_l1": r[2], f"val_l1_{name}": r[3], "val_bits": r[4]}
 
 
-def sample_image(model: LearnedModel, b: dict[str, torch.Tensor], path: Path) -> None:
+def sample_image(model: LearnedModel, b: dict[str, torch.Tensor], path: Path, stage: str = "joint") -> None:
+    """Rows of (decoder without the stage | with it | truth)."""
     with torch.no_grad():
         model.eval()
-        out, _ = run(model, b, 4)
+        out, base, _ = predict(model, b, stage, 4)
         model.train()
-    rows = [torch.cat([b["warp"][k], out[k], b["target"][k]], 2) for k in range(out.shape[0])]
+    rows = [torch.cat([base[k], out[k], b["target"][k]], 2) for k in range(out.shape[0])]
     cv2.imwrite(str(path), to_image(torch.cat(rows, 1)[None].cpu())[..., ::-1])
 
 
@@ -220,7 +267,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="configs/train_generator.yaml")
     ap.add_argument("--out", default="runs/generator")
-    ap.add_argument("--data", default=str(cache_dir() / "pairs"))
+    ap.add_argument("--data", default=None,
+                    help="cached samples (default: the cache the config's stage trains on, pairs or keys)")
     ap.add_argument("--catalogue", default=str(DEFAULT_CATALOGUE), help="clip -> person ids (val_identities)")
     ap.add_argument("--steps", type=int, default=None, help="override the config's step count")
     ap.add_argument("--max-minutes", type=float, default=0, help="stop (resumably) after this wall time")
@@ -237,6 +285,10 @@ def main() -> None:
     ap.add_argument("--eval-out", default=None, help="with --evaluate: also write the scores to this JSON file")
     args = ap.parse_args()
     cfg = yaml.safe_load(Path(args.config).read_text())
+    stage = cfg.setdefault("stage", "joint")
+    if stage not in STAGES:
+        sys.exit(f"{args.config}: stage must be one of {sorted(STAGES)}, not {stage!r}")
+    args.data = args.data or str(cache_dir() / ("keys" if stage == "restorer" else "pairs"))
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.evaluate:
@@ -253,12 +305,17 @@ def main() -> None:
 
     files = sorted(Path(args.data).glob("*.npz"))
     if not files:
-        sys.exit(f"no cached pairs in {args.data}: run scripts/cache_pairs.py first")
+        script = "cache_keys.py" if stage == "restorer" else "cache_pairs.py"
+        sys.exit(f"no cached samples in {args.data}: run scripts/{script} first")
     train_files, val_files = _split(files, cfg["data"], Path(args.catalogue))
-    layout = data_layout(Path(args.data))
-    data = Pairs(train_files[rank::world] if len(train_files) >= world else train_files, cfg["crop"], cfg["p_key"],
-                 layout)
-    val = Pairs(val_files, cfg["crop"], cfg["p_key"], layout) if val_files and rank == 0 else None
+    mine = train_files[rank::world] if len(train_files) >= world else train_files
+    if stage == "restorer":
+        data = KeyPairs(mine, cfg["crop"])
+        val = KeyPairs(val_files, cfg["crop"]) if val_files and rank == 0 else None
+    else:
+        layout = data_layout(Path(args.data))
+        data = Pairs(mine, cfg["crop"], cfg["p_key"], layout)
+        val = Pairs(val_files, cfg["crop"], cfg["p_key"], layout) if val_files and rank == 0 else None
     if device != "cpu":
         torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick its kernels once
     out = Path(args.out)
@@ -266,10 +323,16 @@ def main() -> None:
     (out / "samples").mkdir(exist_ok=True)
     model = LearnedModel(**full_arch(cfg["model"])).to(device)
     lp = load_lpips_net("alex").to(device)
-    aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
-    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    if stage == "restorer":  # the rest of the model is what --init brought and stays as it is
+        if model.restorer is None:
+            sys.exit(f"{args.config}: the restorer stage needs model.restore_width > 0")
+        model.requires_grad_(False)
+        model.restorer.requires_grad_(True)
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    aux_params = [p for n, p in trained if n.endswith("quantiles")]
+    main_params = [p for n, p in trained if not n.endswith("quantiles")]
     opt = torch.optim.Adam(main_params, lr=cfg["lr"])
-    aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
+    aux_opt = torch.optim.Adam(aux_params, lr=1e-3) if aux_params else None
     start, elapsed = 0, 0.0
     init_record = None
     if args.init:
@@ -281,10 +344,10 @@ def main() -> None:
         start, elapsed = st["step"], st["elapsed_s"]
         if rank == 0:
             print(f"resuming at step {start}")
-    params = list(model.parameters())
     if ddp:
-        for p in params:
+        for p in model.parameters():
             dist.broadcast(p.data, 0)
+    params = [p for _, p in trained]
     batches = batch_stream(data, cfg["batch"], [cfg["seed"], rank, start], args.workers)  # resumed: new batches
     t0 = time.time()
     log = open(out / "log.jsonl", "a") if rank == 0 else None
@@ -306,9 +369,10 @@ def main() -> None:
         model.entropy.noisy_codes = step < cfg.get("code_noise_steps", 0)
         b = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
         loss, m = losses(model, lp, b, cfg)
-        aux = model.entropy.z_bottleneck.loss()
+        aux = model.entropy.z_bottleneck.loss() if aux_params else torch.zeros((), device=device)
         opt.zero_grad(set_to_none=False)
-        aux_opt.zero_grad(set_to_none=False)
+        if aux_opt is not None:
+            aux_opt.zero_grad(set_to_none=False)
         (loss + aux).backward()
         if ddp:  # one all-reduce of all gradients: every rank applies the same mean gradient
             grads = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
@@ -322,7 +386,8 @@ def main() -> None:
                 k += p.numel()
         torch.nn.utils.clip_grad_norm_(main_params, 1.0)
         opt.step()
-        aux_opt.step()
+        if aux_opt is not None:
+            aux_opt.step()
         done = step + 1
         stop = args.max_minutes and (elapsed + time.time() - t0) > args.max_minutes * 60
         if ddp:
@@ -333,13 +398,13 @@ def main() -> None:
             bar.set_postfix(l1=f"{m['l1']:.3f}", lp=f"{m['lpips']:.3f}", bits=f"{m['bits']:.0f}")
             rec = {"step": done, **m, "aux": float(aux.detach()), "lr": lr, "elapsed_s": elapsed + time.time() - t0}
             if done % cfg["val_every"] == 0 and val is not None:
-                rec.update(validate(model, lp, val, cfg["val_samples"]))
+                rec.update(validate(model, lp, val, cfg["val_samples"], stage))
                 tqdm.write(json.dumps({k: round(v, 4) for k, v in rec.items()}))
             if done % cfg["log_every"] == 0 or "val_lpips" in rec:
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
             if done % cfg["sample_every"] == 0:
-                sample_image(model, b, out / "samples" / f"{done:06d}.png")
+                sample_image(model, b, out / "samples" / f"{done:06d}.png", stage)
             if done % cfg["ckpt_every"] == 0 or done == cfg["steps"] or stop:
                 save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "last.safetensors"))
                 _save_optim(opt, out / "optim.safetensors")
@@ -378,11 +443,15 @@ def evaluate(args, cfg: dict, samples: int = 96) -> None:
 def _init_from(model: LearnedModel, path: Path, arch: dict) -> dict:
     """Copies the weights of an earlier run into `model`; returns that run's record.
 
-    The one architecture change allowed is switching `ref_input` on: the inputs and outputs it adds
+    Two architecture changes are allowed. Switching `ref_input` on: the inputs and outputs it adds
     come last in their layers, so the old tensors go into the leading slices and the rest stays zero,
-    and the new model starts out computing exactly what the old one did."""
+    and the new model starts out computing exactly what the old one did. Adding a key-frame
+    restorer to weights without one: it starts as the identity (its last layer is zero)."""
     prev, arch = load_model(path), full_arch(arch)
-    if {**prev.arch, "ref_input": arch["ref_input"]} != arch or prev.arch["ref_input"] > arch["ref_input"]:
+    grown = {"ref_input": arch["ref_input"]}
+    if not prev.arch["restore_width"]:
+        grown.update(restore_width=arch["restore_width"], restore_blocks=arch["restore_blocks"])
+    if {**prev.arch, **grown} != arch or prev.arch["ref_input"] > arch["ref_input"]:
         sys.exit(f"--init {path}: architecture {prev.arch} differs from the config's {arch}")
     state, own = load_file(str(path)), model.state_dict()
     for k, v in state.items():
@@ -396,7 +465,7 @@ def _init_from(model: LearnedModel, path: Path, arch: dict) -> dict:
 
 def finish(model, lp, val, cfg, args, out: Path, wall_s: float, world: int, device, in_sync: bool,
            step_done: int, init_record: dict | None = None) -> None:
-    metrics = validate(model, lp, val, cfg["val_samples"]) if val is not None else {}
+    metrics = validate(model, lp, val, cfg["val_samples"], cfg["stage"]) if val is not None else {}
     record = {"config": cfg, "command": " ".join(["python"] + sys.argv), "split": json.loads(
         (out / "split.json").read_text()), "final_val": metrics,
         "steps_done": step_done, "wall_s": round(wall_s), "processes": world,

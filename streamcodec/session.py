@@ -287,6 +287,7 @@ class SessionDecoder:
         self._ref: Reference | None = None
         self._key_image: np.ndarray | None = None
         self._key_frame = -1
+        self._key_bytes = 0
         self._texture: RegionStats | None = None
         self._last: DecodedFrame | None = None
         self._synced = False
@@ -352,7 +353,7 @@ class SessionDecoder:
         img = codec.decode(p.payload[1:])
         if img.shape != (self.size, self.size, 3):
             raise DecodeError(f"key frame is {img.shape[1]}x{img.shape[0]}, stream is {self.size}x{self.size}")
-        self._key_image, self._key_frame = img, p.frame
+        self._key_image, self._key_frame, self._key_bytes = img, p.frame, len(p.payload) - 1
         self._ref = None
         self.needs_keyframe = False
 
@@ -380,8 +381,9 @@ class SessionDecoder:
         if self._key_image is not None and p.frame == self._key_frame:
             person = self.segmenter(self._key_image)
             stats = measure_texture(self._key_image, lm, self.layout, person)
-            self._ref = Reference(self._key_image, lm, person, stats)
+            self._ref = Reference(self._key_image, lm, person, stats, self._key_bytes)
             self.synth.set_reference(self._ref, self.layout)
+            self._key_image = self.synth.key_frame()  # shown for this frame, and held if the next is lost
             self.synth.set_codes(None)
             self._texture = None
             return DecodedFrame(p.frame, self._key_image, lm)

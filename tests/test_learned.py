@@ -444,3 +444,80 @@ def test_generator_speed_script_matches_the_cpu(tmp_path):
     assert res["model_id"] == model_id_of(ASSET).hex()
     assert [r["batch"] for r in res["rows"]] == [1, 8]
     assert all(r["fps_median"] > 0 and r["max_diff_lsb_vs_cpu"] == 0 for r in res["rows"])
+
+
+def _with_restorer(tmp_path: Path, seed: int = 3) -> Path:
+    """The shipped weights plus a key-frame restorer whose last layer is not zero (so it acts)."""
+    arch = {**load_model(ASSET).arch, "restore_width": 8, "restore_blocks": 2}
+    m = LearnedModel(**arch)
+    _train_script()._init_from(m, ASSET, arch)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in m.restorer.tail.parameters():
+            p.normal_(0, 0.05)
+    path = tmp_path / "restorer.safetensors"
+    save_model(m, path, {"note": "test"})
+    return path
+
+
+def test_added_restorer_starts_as_the_identity(model):
+    from streamcodec.keyframe.restore import KeyRestorer
+
+    arch = {**model.arch, "restore_width": 8, "restore_blocks": 2}
+    grown = LearnedModel(**arch)
+    _train_script()._init_from(grown, ASSET, arch)
+    img = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    assert np.array_equal(grown.restore_key(img, 1500), img)
+    assert np.array_equal(model.restore_key(img, 1500), img)  # weights without a restorer
+    r = KeyRestorer(8, 2)
+    assert r.macs(256) > 0 and r(torch.zeros(1, 3, 64, 64), torch.tensor([0.2])).shape == (1, 3, 64, 64)
+
+
+def test_decoder_shows_and_warps_the_restored_key_frame(talking_frames, cfg, tmp_path):
+    """The receiver restores the key frame with the size it had in the stream; the frame it shows
+    there and the warps after it start from the restored image, and the warp decoder is unaffected."""
+    from streamcodec.files import decode_file, encode_frames
+
+    path = _with_restorer(tmp_path)
+    dec = DecoderConfig(name="learned", weights=str(path))
+    stream = tmp_path / "r.scv"
+    encode_frames(talking_frames[:8], stream, replace(cfg, texture=replace(cfg.texture, codec="learned"), decoder=dec),
+                  progress=False)
+    contents, frames, errors = decode_file(stream, decoder=dec)
+    _, warp_frames, _ = decode_file(stream, decoder="warp")
+    assert not errors
+    key = next(p for p in contents.packets if p.type == PacketType.KEYFRAME)
+    from streamcodec.keyframe import get_codec
+
+    decoded = get_codec(key.payload[0]).decode(key.payload[1:])
+    restored = load_model(path).restore_key(decoded, len(key.payload) - 1)
+    assert not np.array_equal(restored, decoded)
+    assert np.array_equal(frames[key.frame].image, restored)
+    assert np.array_equal(warp_frames[key.frame].image, decoded)
+
+
+def test_restorer_stage_trains_only_the_restorer(tmp_path):
+    """configs/train_restorer.yaml on key frames cached from real train clips, from the shipped
+    weights: the restorer changes, everything else stays the shipped model's."""
+    folder = FACES / "train"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(ROOT / "scripts/cache_keys.py"), "--folder", str(folder), "--clips", "2",
+                    "--max-frames", "16", "--per-clip", "3", "--out", str(tmp_path / "keys")],
+                   check=True, env=env, capture_output=True, timeout=300)
+    cached = sorted((tmp_path / "keys").glob("*.npz"))
+    assert cached and all(np.load(f)["decoded"].shape[1:] == (256, 256, 3) for f in cached)
+    cfg = (ROOT / "configs/train_restorer.yaml").read_text()
+    cfg = cfg.replace("batch: 16", "batch: 2").replace("crop: 128", "crop: 64").replace("val_samples: 96",
+                                                                                        "val_samples: 8")
+    cfg = cfg.replace("restore_width: 48", "restore_width: 8").replace("val_identities: 16", "val_identities: 1")
+    (tmp_path / "cfg.yaml").write_text(cfg)
+    subprocess.run([sys.executable, "scripts/train.py", "--config", str(tmp_path / "cfg.yaml"), "--data",
+                    str(tmp_path / "keys"), "--out", str(tmp_path / "run"), "--steps", "2", "--init", str(ASSET)],
+                   check=True, env=env, cwd=ROOT, capture_output=True, timeout=300)
+    new, old = load_model(tmp_path / "run/final.safetensors"), load_model(ASSET)
+    assert new.arch["restore_width"] == 8
+    assert any(p.abs().sum() > 0 for p in new.restorer.tail.parameters())
+    for part in ("generator", "encoder", "entropy"):
+        a, b = getattr(new, part).state_dict(), getattr(old, part).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in b), part
+    assert record_of(tmp_path / "run/final.safetensors")["initialised_from"]["model_id"] == model_id_of(ASSET).hex()

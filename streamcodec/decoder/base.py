@@ -22,6 +22,7 @@ class Reference:
     landmarks: np.ndarray  # (N, 2) decoded structure at the key frame
     person: np.ndarray | None  # person mask of the decoded key frame (uint8 0/1) or None
     stats: RegionStats  # region colour statistics measured on the decoded key frame
+    coded_bytes: int | None = None  # the key frame's size in the stream (a learned restorer's input)
 
 
 class FrameSynthesizer(Protocol):
@@ -30,6 +31,9 @@ class FrameSynthesizer(Protocol):
     def set_reference(self, ref: Reference, layout: FaceLayout) -> None: ...
 
     def synthesize(self, landmarks: np.ndarray, texture: RegionStats | None) -> np.ndarray: ...
+
+    def key_frame(self) -> np.ndarray:
+        """The key frame as this decoder shows it (a learned decoder may restore it)."""
 
     def set_codes(self, codes: Any) -> None:
         """The learned texture code from the stream (None: none yet); decoders without a use for it ignore it."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from torch import nn
 
 from .. import StreamcodecError
 from ..entropy import EntropyError
+from ..keyframe.restore import KeyRestorer, bits_per_pixel
 from ..structure.landmarks import FaceLayout
 from ..texture import REGIONS, RegionStats
 from ..texture.learned import TextureEncoder, pack_strings, unpack_strings
@@ -30,9 +32,9 @@ from .generator import Generator, reference_input, region_stack, render_sketch, 
 from .warp import WarpSynthesizer, blend
 
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "learned_decoder.safetensors"
-_ARCH = ("code_ch", "width", "blocks", "groups", "enc_width", "ref_input")
+_ARCH = ("code_ch", "width", "blocks", "groups", "enc_width", "ref_input", "restore_width", "restore_blocks")
 # Architecture keys added after weights were first shipped, with the value those weights imply.
-_ARCH_DEFAULTS = {"ref_input": 0}
+_ARCH_DEFAULTS = {"ref_input": 0, "restore_width": 0, "restore_blocks": 0}
 
 
 def weights_path(weights: str | Path = "") -> Path:
@@ -51,14 +53,28 @@ class ModelMismatch(StreamcodecError):
 
 class LearnedModel(nn.Module):
     def __init__(self, code_ch: int = 16, width: int = 16, blocks: int = 2, groups: int = 4,
-                 enc_width: int = 32, ref_input: int = 0) -> None:
+                 enc_width: int = 32, ref_input: int = 0, restore_width: int = 0, restore_blocks: int = 0) -> None:
+        """`restore_width` > 0 adds the key-frame restorer (streamcodec/keyframe/restore.py)."""
         super().__init__()
         self.arch = {"code_ch": code_ch, "width": width, "blocks": blocks, "groups": groups, "enc_width": enc_width,
-                     "ref_input": int(ref_input)}
+                     "ref_input": int(ref_input), "restore_width": restore_width, "restore_blocks": restore_blocks}
         self.encoder = TextureEncoder(code_ch, enc_width)
         self.entropy = CodeEntropyModel(code_ch, len(REGIONS), groups)
         self.generator = Generator(code_ch, width, blocks, bool(ref_input))
+        self.restorer = KeyRestorer(restore_width, restore_blocks) if restore_width else None
         self.lambda_rate = 1e-5  # replaced by the trained value on load
+
+    @torch.no_grad()
+    def restore_key(self, image: np.ndarray, coded_bytes: int | None) -> np.ndarray:
+        """The decoded key frame as this decoder uses and shows it: restored when these weights
+        have a restorer and the key frame's coded size is known, else as decoded."""
+        if self.restorer is None or not coded_bytes:
+            return image
+        h, w = image.shape[:2]
+        if h % 4 or w % 4:
+            return image  # the restorer folds the frame twice; the codec's sizes are multiples of 8
+        bpp = torch.tensor([bits_per_pixel(coded_bytes, h, w)])
+        return to_image(self.restorer(to_tensor(image), bpp))
 
     def forward(self, ref_orig: torch.Tensor, ref_masks: torch.Tensor, warp: torch.Tensor, sketch: torch.Tensor,
                 masks: torch.Tensor, ref: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,12 +184,16 @@ class LearnedSynthesizer:
         self._own_codes: torch.Tensor | None = None
 
     def set_reference(self, ref: Reference, layout: FaceLayout) -> None:
+        ref = replace(ref, image=self.model.restore_key(ref.image, ref.coded_bytes))
         self.warp.set_reference(ref, layout)
         self.layout, self.size, self.person = layout, ref.image.shape[0], ref.person
         self._ref = ref
         self._own_codes = None
         self._ref_input = reference_input(to_tensor(ref.image), _mask_tensor(ref.person)) \
             if self.model.generator.ref_input else None
+
+    def key_frame(self) -> np.ndarray:
+        return self._ref.image
 
     def set_codes(self, code: bytes | None) -> None:
         """The stream's learned texture code (bytes), or None to fall back to the receiver's own."""

@@ -94,6 +94,9 @@ class WarpSynthesizer:
         self._ref_mouth_area = layout.mouth_area(ref.landmarks)
         self._ygrid, self._xgrid = np.mgrid[0:self.size, 0:self.size].astype(np.float32)
 
+    def key_frame(self) -> np.ndarray:
+        return self.ref.image
+
     def set_codes(self, codes) -> None:
         """Learned texture codes: the warp decoder has no use for them."""
 
