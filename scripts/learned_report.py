@@ -24,7 +24,7 @@ import torch
 
 from streamcodec.config import SessionConfig, load_config
 from streamcodec.decoder import runtime
-from streamcodec.decoder.learned import LearnedSynthesizer, model_id_of, record_of, weights_path
+from streamcodec.decoder.learned import LearnedSynthesizer, load_model, model_id_of, record_of, weights_path
 from streamcodec.eval.bdrate import bd_rate
 from streamcodec.eval.clips import DEFAULT_BENCH, list_clips, prepared
 from streamcodec.eval.report import machine_line
@@ -186,14 +186,39 @@ def training_lines(rec: dict) -> list[str]:
     lines = []
     for k, r in enumerate(reversed(stages), 1):
         start = r.get("initialised_from")
-        lines.append(f"- training stage {k}: `{r.get('command')}`, {r.get('wall_s', 0) / 60:.0f} min on "
-                     f"{r.get('hardware')}, {r.get('steps_done', r['config']['steps'])} steps of batch "
-                     f"{r['config']['batch']} on {r['config']['crop']}-pixel crops, {len(r['split']['train'])} train "
-                     f"clips, {len(r['split']['val'])} validation clips (identity-disjoint from `bench/`)"
+        restorer = r["config"].get("stage") == "restorer"
+        what, base = ("the key-frame restorer alone", "decoded") if restorer else ("", "warp")
+        lines.append(f"- training stage {k}{': ' + what if what else ''}: `{r.get('command')}`, "
+                     f"{r.get('wall_s', 0) / 60:.0f} min on {r.get('hardware')}, "
+                     f"{r.get('steps_done', r['config']['steps'])} steps of batch {r['config']['batch']} on "
+                     f"{r['config']['crop']}-pixel {'key-frame ' if restorer else ''}crops, "
+                     f"{len(r['split']['train'])} train clips, {len(r['split']['val'])} validation clips "
+                     "(identity-disjoint from `bench/`)"
                      + (f", starting from model `{start['model_id']}`" if start else "")
                      + f"; final validation LPIPS {r['final_val'].get('val_lpips', float('nan')):.4f} "
-                     f"(warp {r['final_val'].get('val_lpips_warp', float('nan')):.4f})")
+                     f"({base} {r['final_val'].get(f'val_lpips_{base}', float('nan')):.4f})")
     return lines
+
+
+def restore_speed(weights: Path, clip: Path, runs: int = 7) -> list[str]:
+    """Time of the key-frame restorer for one 256x256 key frame (it runs once per key frame)."""
+    model = load_model(weights)
+    if model.restorer is None:
+        return []
+    img = prepared(clip, 256, 100)[0]  # the clip decode_speed prepared
+    L = ["| torch threads | ms per key frame (median) | runs |", "|---|---|---|"]
+    for threads in (2, 1):
+        torch.set_num_threads(threads)
+        times = []
+        for _ in range(runs + 1):
+            t0 = time.perf_counter()
+            model.restore_key(img, 3000)
+            times.append(1000 * (time.perf_counter() - t0))
+        L.append(f"| {threads} | {np.median(times[1:]):.0f} | " + ", ".join(f"{t:.0f}" for t in times[1:]) + " |")
+    torch.set_num_threads(2)
+    arch = model.arch
+    return ["", f"## Key-frame restoration (width {arch['restore_width']}, {arch['restore_blocks']} blocks, "
+            f"{model.restorer.macs() / 1e9:.1f} GMAC at 256x256; once per key frame, before the warp)", ""] + L
 
 
 def main() -> None:
@@ -226,6 +251,7 @@ def main() -> None:
               "100 frames, 5 interleaved runs each)", ""]
         L += decode_speed(cfg, clips[0], threads)
     torch.set_num_threads(2)
+    L += restore_speed(weights, clips[0])
     L += ["", "## Side by side", "", "![side by side](learned_side_by_side.png)", "",
           f"The frame of the first {args.side_clips} `bench/` clips (first 250 frames, key-frame budget 3000) where each event is strongest "
           "against the frame's key frame, judged on the decoded landmarks:", ""]

@@ -328,6 +328,8 @@ def main() -> None:
             sys.exit(f"{args.config}: the restorer stage needs model.restore_width > 0")
         model.requires_grad_(False)
         model.restorer.requires_grad_(True)
+    elif model.restorer is not None:  # a joint stage on top of a restorer: the pairs were made with it as it is
+        model.restorer.requires_grad_(False)
     trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     aux_params = [p for n, p in trained if n.endswith("quantiles")]
     main_params = [p for n, p in trained if not n.endswith("quantiles")]

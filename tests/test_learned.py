@@ -521,3 +521,25 @@ def test_restorer_stage_trains_only_the_restorer(tmp_path):
         a, b = getattr(new, part).state_dict(), getattr(old, part).state_dict()
         assert all(torch.equal(a[k], b[k]) for k in b), part
     assert record_of(tmp_path / "run/final.safetensors")["initialised_from"]["model_id"] == model_id_of(ASSET).hex()
+
+
+def test_pairs_cached_for_a_restorer_start_from_the_restored_key(tmp_path, talking_frames, cfg):
+    """cache_pairs --weights decodes with that learned decoder: its key frames are the restored ones,
+    the warps it keeps start from them, and the person masks come from the key frame as decoded."""
+    from streamcodec.files import decode_file, encode_frames
+
+    weights = _with_restorer(tmp_path)
+    scv = tmp_path / "c.scv"
+    encode_frames(talking_frames[:10], scv, cfg, progress=False)
+    contents, plain, _ = decode_file(scv)
+    _, frames, warps, decoded_keys = _script("cache_pairs")._decode_keeping_warps(scv, weights)
+    key = next(p for p in contents.packets if p.type == PacketType.KEYFRAME)
+    assert np.array_equal(decoded_keys[key.frame], plain[key.frame].image)
+    restored = load_model(weights).restore_key(plain[key.frame].image, len(key.payload) - 1)
+    assert np.array_equal(frames[key.frame].image, restored) and not np.array_equal(restored, plain[key.frame].image)
+    later = [i for i in warps if i != key.frame and plain[i].landmarks is not None]
+    assert len(later) >= 5
+    for i in later:
+        assert np.array_equal(frames[i].landmarks, plain[i].landmarks)
+        diff = np.abs(warps[i].astype(int) - plain[i].image)
+        assert 0 < diff.mean() < 8  # the same motion, from another key image

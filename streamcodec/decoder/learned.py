@@ -181,6 +181,7 @@ class LearnedSynthesizer:
         self._compiled_nets: dict[tuple, runtime.Runner] = {}
         self.warp = WarpSynthesizer(static_background=static_background)
         self.codes: torch.Tensor | None = None
+        self.last_warp: np.ndarray | None = None
         self._own_codes: torch.Tensor | None = None
 
     def set_reference(self, ref: Reference, layout: FaceLayout) -> None:
@@ -217,6 +218,7 @@ class LearnedSynthesizer:
     def synthesize(self, landmarks: np.ndarray, texture: RegionStats | None) -> np.ndarray:
         landmarks = landmarks[:, :2]
         warped = self.warp.synthesize(landmarks, texture)
+        self.last_warp = warped  # the generator's input: what training caches as the decoder's input
         sketch = torch.from_numpy(render_sketch(landmarks, self.layout, self.size))[None]
         masks = torch.from_numpy(region_stack(landmarks, self.layout, self.person, self.size))[None]
         out = self._compiled(to_tensor(warped), sketch, spread(self._codes(), masks), self._ref_input)
