@@ -27,6 +27,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -40,6 +41,7 @@ from streamcodec.decoder.generator import MASK_SCALE, reference_input, region_st
 from streamcodec.decoder.learned import (ASSET, LearnedModel, full_arch, load_model, model_id_of, record_of,
                                          save_model, to_image, to_tensor)
 from streamcodec.eval.clips import DEFAULT_CATALOGUE, cache_dir, identities
+from streamcodec.keyframe.restore import bits_per_pixel
 from streamcodec.metrics.lpips import load_lpips_net
 from streamcodec.session import get_backend_layout
 from streamcodec.structure.landmarks import FaceLayout, layout_from_json
@@ -148,8 +150,8 @@ class KeyPairs:
         clips = [dict(np.load(f)) for f in files]  # arrays only: no pickle
         self.decoded = np.concatenate([c["decoded"] for c in clips])
         self.original = np.concatenate([c["original"] for c in clips])
-        h, w = self.decoded.shape[1:3]
-        self.bpp = np.concatenate([c["coded_bytes"] for c in clips]).astype(np.float32) * 8 / (h * w)
+        self.bpp = bits_per_pixel(np.concatenate([c["coded_bytes"] for c in clips]).astype(np.float32),
+                                  *self.decoded.shape[1:3])
         self.crop = crop
 
     def __len__(self) -> int:
@@ -170,8 +172,13 @@ class KeyPairs:
                 "bpp": torch.from_numpy(self.bpp[np.asarray(ks)])}
 
 
-# What each stage trains, and the decoder output it is measured against ("val_lpips_<base>").
-STAGES = {"joint": "warp", "restorer": "decoded"}
+class Stage(NamedTuple):  # not a dataclass: tests load this script as a module outside sys.modules
+    base: str  # the decoder output it is measured against ("val_lpips_<base>")
+    cache: str  # its samples' folder under the streamcodec cache, made by `script`
+    script: str
+
+
+STAGES = {"joint": Stage("warp", "pairs", "cache_pairs.py"), "restorer": Stage("decoded", "keys", "cache_keys.py")}
 
 
 def predict(model: LearnedModel, b: dict[str, torch.Tensor], stage: str,
@@ -185,7 +192,7 @@ def predict(model: LearnedModel, b: dict[str, torch.Tensor], stage: str,
 
 
 def losses(model: LearnedModel, lp, b: dict[str, torch.Tensor], cfg: dict) -> tuple[torch.Tensor, dict[str, float]]:
-    out, _, bits = predict(model, b, cfg.get("stage", "joint"))
+    out, _, bits = predict(model, b, cfg["stage"])
     l1 = (out - b["target"]).abs().mean()
     per = lp(out, b["target"]).mean()
     loss = cfg["w_l1"] * l1 + cfg["w_lpips"] * per + cfg["lambda_rate"] * bits.mean()
@@ -208,7 +215,7 @@ def validate(model: LearnedModel, lp, val, n: int, stage: str = "joint") -> dict
                      (out - b["target"]).abs().mean().item(), (base - b["target"]).abs().mean().item(),
                      bits.mean().item()))
     model.train()
-    r, name = np.mean(rows, 0), STAGES[stage]
+    r, name = np.mean(rows, 0), STAGES[stage].base
     return {"val_lpips": r[0], f"val_lpips_{name}": r[1], "val_l1": r[2], f"val_l1_{name}": r[3], "val_bits": r[4]}
 
 
@@ -288,7 +295,7 @@ def main() -> None:
     stage = cfg.setdefault("stage", "joint")
     if stage not in STAGES:
         sys.exit(f"{args.config}: stage must be one of {sorted(STAGES)}, not {stage!r}")
-    args.data = args.data or str(cache_dir() / ("keys" if stage == "restorer" else "pairs"))
+    args.data = args.data or str(cache_dir() / STAGES[stage].cache)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.evaluate:
@@ -305,8 +312,7 @@ def main() -> None:
 
     files = sorted(Path(args.data).glob("*.npz"))
     if not files:
-        script = "cache_keys.py" if stage == "restorer" else "cache_pairs.py"
-        sys.exit(f"no cached samples in {args.data}: run scripts/{script} first")
+        sys.exit(f"no cached samples in {args.data}: run scripts/{STAGES[stage].script} first")
     train_files, val_files = _split(files, cfg["data"], Path(args.catalogue))
     mine = train_files[rank::world] if len(train_files) >= world else train_files
     if stage == "restorer":

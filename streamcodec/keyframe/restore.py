@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 
-def bits_per_pixel(coded_bytes: int, height: int, width: int) -> float:
+def bits_per_pixel(coded_bytes: int | np.ndarray, height: int, width: int) -> float | np.ndarray:
+    """Coded bits per pixel of a frame (an int, or an array of sizes)."""
     return 8.0 * coded_bytes / (height * width)
 
 
@@ -66,7 +68,6 @@ class KeyRestorer(nn.Module):
         total, half = 0.0, (size / 2) ** 2
         for name, m in self.named_modules():
             if isinstance(m, nn.Conv2d):
-                px = half / 4 if name.startswith("low") else half
-                px = half / 4 if name == "down" else px
+                px = half / 4 if name.startswith(("down", "low")) else half  # output pixels of the layer
                 total += px * m.in_channels * m.out_channels * math.prod(m.kernel_size)
         return total
