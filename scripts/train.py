@@ -74,11 +74,11 @@ class Pairs:
     around the face; the texture encoder sees the whole original key frame.
     """
 
-    def __init__(self, files: list[Path], crop: int, p_key: float, layout: FaceLayout) -> None:
+    def __init__(self, files: list[Path], crop: int, p_key: float, layout: FaceLayout, p_flip: float = 0.0) -> None:
         self.clips = [load_clip(f) for f in files]
         self.index = [(c, i) for c, d in enumerate(self.clips) for i in range(len(d["target"]))]
         self.layout = layout
-        self.crop, self.p_key = crop, p_key
+        self.crop, self.p_key, self.p_flip = crop, p_key, p_flip
 
     def __len__(self) -> int:
         return len(self.index)
@@ -101,14 +101,26 @@ class Pairs:
         x0, y0 = (np.clip(centre - n / 2, 0, size - n) // q * q).astype(int)
         s = slice(y0, y0 + n), slice(x0, x0 + n)
         ms = slice(y0 // 4, (y0 + n) // 4), slice(x0 // 4, (x0 + n) // 4)
-        return {"warp": warp[s], "target": target[s], "sketch": sketch[:, s[0], s[1]], "masks": masks[:, ms[0], ms[1]],
-                "ref_orig": d["key_originals"][key], "ref_masks": region_stack(klm, self.layout, person, size),
-                "ref_image": d["key_images"][key][s], "ref_person": person[None][:, s[0], s[1]].astype(np.float32)}
+        sample = {"warp": warp[s], "target": target[s], "sketch": sketch[:, s[0], s[1]], "masks": masks[:, ms[0], ms[1]],
+                  "ref_orig": d["key_originals"][key], "ref_masks": region_stack(klm, self.layout, person, size),
+                  "ref_image": d["key_images"][key][s], "ref_person": person[None][:, s[0], s[1]].astype(np.float32)}
+        if rng.random() < self.p_flip:
+            sample = mirrored(sample)
+        return sample
 
     def batch(self, ks, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         items = [self.item(int(k), rng) for k in ks]
         stacked = {name: np.stack([it[name] for it in items]) for name in items[0]}
         return {name: to_tensor(x) if x.dtype == np.uint8 else torch.from_numpy(x) for name, x in stacked.items()}
+
+
+def mirrored(sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A sample mirrored left-right, every image and mask of it alike: faces are nearly symmetric,
+    so this doubles the distinct frames a run sees (the cache holds ~7000). A region keeps its name
+    (the left eye's mask now covers the right eye) in the encoder's masks as in the generator's, so
+    each code is still pooled from and spread over the same pixels."""
+    # images are (H, W, 3) uint8, sketches and masks (C, H, W) float32 (as Pairs.batch tells them apart)
+    return {k: np.ascontiguousarray(v[:, ::-1] if v.dtype == np.uint8 else v[..., ::-1]) for k, v in sample.items()}
 
 
 class Batches(torch.utils.data.IterableDataset):
@@ -320,7 +332,7 @@ def main() -> None:
         val = KeyPairs(val_files, cfg["crop"]) if val_files and rank == 0 else None
     else:
         layout = data_layout(Path(args.data))
-        data = Pairs(mine, cfg["crop"], cfg["p_key"], layout)
+        data = Pairs(mine, cfg["crop"], cfg["p_key"], layout, cfg.get("p_flip", 0.0))
         val = Pairs(val_files, cfg["crop"], cfg["p_key"], layout) if val_files and rank == 0 else None
     if device != "cpu":
         torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick its kernels once

@@ -439,6 +439,37 @@ def test_batches_from_worker_processes_are_seeded(tmp_path, talking_frames):
     assert first([0, 0, 0], 0)["target"].shape == (3, 3, 64, 64)
 
 
+def test_mirrored_samples_flip_every_input_alike(tmp_path, talking_frames):
+    """p_flip: a mirrored sample is the same draw (crop, key or predicted frame) with every image and
+    mask flipped left-right, so the generator's inputs, its region masks and its target still line up;
+    p_flip 0 draws the samples as before."""
+    from streamcodec.session import get_backend_layout
+
+    train = _train_script()
+    img = talking_frames[0]
+    lm = np.random.default_rng(1).uniform(80, 176, (478, 2)).astype(np.float32)
+    person = (np.random.default_rng(2).random((256, 256)) < 0.7).astype(np.uint8)  # a flip shows in any crop of it
+    np.savez_compressed(tmp_path / "clip_150.npz", target=np.stack([img] * 3), warp=np.stack([img[::-1]] * 3),
+                        landmarks=np.stack([lm] * 3), key=np.zeros(3, np.int64), key_images=img[None],
+                        key_originals=img[None, :, ::-1], key_person=person[None], key_landmarks=lm[None],
+                        budget=np.array(3000))
+    layout = get_backend_layout("mediapipe478")
+    plain = train.Pairs([tmp_path / "clip_150.npz"], 64, 0.5, layout)
+    flipping = train.Pairs([tmp_path / "clip_150.npz"], 64, 0.5, layout, p_flip=1.0)
+    for seed in range(4):
+        a = plain.item(seed % 3, np.random.default_rng(seed))
+        b = flipping.item(seed % 3, np.random.default_rng(seed))
+        assert set(a) == set(b)
+        for k in ("warp", "target", "ref_orig", "ref_image"):  # (H, W, 3) images
+            np.testing.assert_array_equal(b[k], a[k][:, ::-1])
+        for k in ("sketch", "masks", "ref_masks", "ref_person"):  # (C, H, W) maps
+            assert a[k].any() and not np.array_equal(a[k], a[k][..., ::-1])
+            np.testing.assert_array_equal(b[k], a[k][..., ::-1])
+        np.testing.assert_array_equal(train.mirrored(b)["masks"], a["masks"])
+    batch = flipping.batch([0, 1], np.random.default_rng(0))  # flipped views are contiguous tensors
+    assert batch["warp"].shape == (2, 3, 64, 64) and batch["masks"].shape == (2, 9, 16, 16)
+
+
 def test_generator_speed_script_matches_the_cpu(tmp_path):
     """scripts/generator_speed.py (run on a GPU in scripts/gpu_burst.sh): here on the CPU, where its
     reference and its timed network are the same computation."""
