@@ -196,8 +196,17 @@ def training_lines(rec: dict) -> list[str]:
                      "(identity-disjoint from `bench/`)"
                      + (f", starting from model `{start['model_id']}`" if start else "")
                      + f"; final validation LPIPS {r['final_val'].get('val_lpips', float('nan')):.4f} "
-                     f"({base} {r['final_val'].get(f'val_lpips_{base}', float('nan')):.4f})")
+                     f"({base} {r['final_val'].get(f'val_lpips_{base}', float('nan')):.4f})"
+                     + _averaging(r.get("averaged_with")))
     return lines
+
+
+def _averaging(avg: dict | None) -> str:
+    """What scripts/average_weights.py adds to a record: the weights were mixed after training."""
+    if not avg:
+        return ""
+    return (f"; then averaged with model `{avg['model_id']}`, weight {avg['alpha_of_this_run']} on this run "
+            f"(`{avg['command']}`)")
 
 
 def restore_speed(weights: Path, clip: Path, runs: int = 7) -> list[str]:

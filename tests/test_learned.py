@@ -596,3 +596,36 @@ def test_pairs_cached_for_a_restorer_start_from_the_restored_key(tmp_path, talki
         assert np.array_equal(frames[i].landmarks, plain[i].landmarks)
         diff = np.abs(warps[i].astype(int) - plain[i].image)
         assert 0 < diff.mean() < 8  # the same motion, from another key image
+
+
+def test_averaged_weights_lie_between_their_parents(tmp_path):
+    """scripts/average_weights.py: alpha 0 and 1 give back each parent's tensors, 0.5 their mean; the
+    result loads as any weights do, records both parents, and other architectures are refused."""
+    from safetensors.torch import load_file
+
+    avg = _script("average_weights")
+    paths = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        m = LearnedModel(width=8, blocks=1, enc_width=8)
+        for p in m.generator.out.parameters():  # zero at init: give the parents different output layers
+            torch.nn.init.normal_(p, std=0.01)
+        paths.append(tmp_path / f"p{seed}.safetensors")
+        save_model(m, paths[-1], {"note": f"parent {seed}"})
+    a, b = (load_file(str(p)) for p in paths)
+    for alpha, want in ((0.0, a), (1.0, b), (0.5, {k: (a[k] + b[k]) / 2 for k in a})):
+        out = tmp_path / f"mix{alpha}.safetensors"
+        save_model(avg.average(paths[0], paths[1], alpha), out)
+        got = load_file(str(out))
+        assert set(got) == set(want)
+        assert all(torch.allclose(got[k], want[k], atol=1e-6) for k in want)
+        load_model(out)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "scripts/average_weights.py", *map(str, paths), "-o", str(tmp_path / "s.st")],
+                       env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rec = record_of(tmp_path / "s.st")
+    assert rec["note"] == "parent 2" and rec["averaged_with"]["model_id"] == model_id_of(paths[0]).hex()
+    save_model(LearnedModel(width=16, blocks=1, enc_width=8), tmp_path / "other.safetensors")
+    with pytest.raises(SystemExit, match="different architectures"):
+        avg.average(paths[0], tmp_path / "other.safetensors", 0.5)

@@ -1,0 +1,50 @@
+"""Average two learned-decoder weights files of the same architecture, tensor by tensor.
+
+    python scripts/average_weights.py A.safetensors B.safetensors --alpha 0.5 -o soup.safetensors
+
+Meant for a fine-tuned run (B) and the weights it started from (A): such pairs lie in one basin, and
+their mean often generalises better than either (weight-space ensembling, as in WiSE-FT). The result
+is (1 - alpha) * A + alpha * B; its record is B's with A's id and the alpha added, so the file still
+says how every part of it was trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from streamcodec.decoder.learned import LearnedModel, load_model, model_id_of, record_of, save_model
+
+
+def average(a: Path, b: Path, alpha: float) -> LearnedModel:
+    ma, mb = load_model(a), load_model(b)
+    if ma.arch != mb.arch:
+        sys.exit(f"{a} and {b} have different architectures: {ma.arch} vs {mb.arch}")
+    sa, sb = load_file(str(a)), load_file(str(b))  # the saved tensors only (no derived CDF tables)
+    mixed = {k: (1 - alpha) * sa[k].float() + alpha * sb[k].float() for k in sa}
+    out = LearnedModel(**ma.arch)
+    out.load_state_dict(mixed, strict=False)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("a", help="the weights the fine-tune started from")
+    ap.add_argument("b", help="the fine-tuned weights")
+    ap.add_argument("--alpha", type=float, default=0.5, help="weight of b")
+    ap.add_argument("-o", "--out", required=True)
+    args = ap.parse_args()
+    a, b = Path(args.a), Path(args.b)
+    model = average(a, b, args.alpha)
+    record = {**record_of(b), "averaged_with": {"weights": str(a), "model_id": model_id_of(a).hex(),
+                                                "alpha_of_this_run": args.alpha,
+                                                "command": " ".join(["python"] + sys.argv)}}
+    mid = save_model(model, Path(args.out), record)
+    print(f"wrote {args.out}: model {mid.hex()}")
+
+
+if __name__ == "__main__":
+    main()
