@@ -14,20 +14,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from safetensors.torch import load_file
-
-from streamcodec.decoder.learned import LearnedModel, load_model, model_id_of, record_of, save_model
+from streamcodec.decoder.learned import LearnedModel, _derived, load_model, model_id_of, record_of, save_model
 
 
 def average(a: Path, b: Path, alpha: float) -> LearnedModel:
+    """a's model with every saved tensor mixed with b's (the derived CDF tables are left out, as
+    save_model leaves them out: they are rebuilt on load)."""
     ma, mb = load_model(a), load_model(b)
     if ma.arch != mb.arch:
         sys.exit(f"{a} and {b} have different architectures: {ma.arch} vs {mb.arch}")
-    sa, sb = load_file(str(a)), load_file(str(b))  # the saved tensors only (no derived CDF tables)
-    mixed = {k: (1 - alpha) * sa[k].float() + alpha * sb[k].float() for k in sa}
-    out = LearnedModel(**ma.arch)
-    out.load_state_dict(mixed, strict=False)
-    return out
+    sb = mb.state_dict()
+    ma.load_state_dict({k: (1 - alpha) * v + alpha * sb[k] for k, v in ma.state_dict().items() if not _derived(k)},
+                       strict=False)
+    return ma
 
 
 def main() -> None:
