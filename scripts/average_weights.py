@@ -5,7 +5,8 @@
 Meant for a fine-tuned run (B) and the weights it started from (A): such pairs lie in one basin, and
 their mean often generalises better than either (weight-space ensembling, as in WiSE-FT). The result
 is (1 - alpha) * A + alpha * B; its record is B's with A's id and the alpha added, so the file still
-says how every part of it was trained.
+says how every part of it was trained. B may have grown A's architecture (a fine-tune that switched
+on `flow` or `ref_input`): A then counts with the zeros those layers started from.
 """
 
 from __future__ import annotations
@@ -14,15 +15,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from streamcodec.decoder.learned import LearnedModel, _derived, load_model, model_id_of, record_of, save_model
+from streamcodec.decoder.learned import (LearnedModel, ModelMismatch, _derived, grow_into, load_model, model_id_of,
+                                         record_of, save_model)
 
 
 def average(a: Path, b: Path, alpha: float) -> LearnedModel:
     """a's model with every saved tensor mixed with b's (the derived CDF tables are left out, as
     save_model leaves them out: they are rebuilt on load)."""
-    ma, mb = load_model(a), load_model(b)
-    if ma.arch != mb.arch:
-        sys.exit(f"{a} and {b} have different architectures: {ma.arch} vs {mb.arch}")
+    mb = load_model(b)
+    ma = LearnedModel(**mb.arch)
+    try:
+        grow_into(ma, a)
+    except ModelMismatch as exc:
+        sys.exit(f"{a} and {b} have different architectures: {exc}")
     sb = mb.state_dict()
     ma.load_state_dict({k: (1 - alpha) * v + alpha * sb[k] for k, v in ma.state_dict().items() if not _derived(k)},
                        strict=False)

@@ -188,6 +188,9 @@ def training_lines(rec: dict) -> list[str]:
         start = r.get("initialised_from")
         restorer = r["config"].get("stage") == "restorer"
         what, base = ("the key-frame restorer alone", "decoded") if restorer else ("", "warp")
+        earlier = (start or {}).get("record", {}).get("config", {}).get("model", {})
+        if r["config"]["model"].get("flow") and not earlier.get("flow"):
+            what = "the generator's learned motion (`flow`) switched on"
         lines.append(f"- training stage {k}{': ' + what if what else ''}: `{r.get('command')}`, "
                      f"{r.get('wall_s', 0) / 60:.0f} min on {r.get('hardware')}, "
                      f"{r.get('steps_done', r['config']['steps'])} steps of batch {r['config']['batch']} on "

@@ -38,8 +38,8 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from streamcodec.decoder.generator import MASK_SCALE, reference_input, region_stack, render_sketch
-from streamcodec.decoder.learned import (ASSET, LearnedModel, full_arch, load_model, model_id_of, record_of,
-                                         save_model, to_image, to_tensor)
+from streamcodec.decoder.learned import (ASSET, LearnedModel, ModelMismatch, full_arch, grow_into, load_model,
+                                         model_id_of, record_of, save_model, to_image, to_tensor)
 from streamcodec.eval.clips import DEFAULT_CATALOGUE, cache_dir, identities
 from streamcodec.keyframe.restore import bits_per_pixel
 from streamcodec.metrics.lpips import load_lpips_net
@@ -461,25 +461,14 @@ def evaluate(args, cfg: dict, samples: int = 96) -> None:
 
 
 def _init_from(model: LearnedModel, path: Path, arch: dict) -> dict:
-    """Copies the weights of an earlier run into `model`; returns that run's record.
-
-    Two architecture changes are allowed. Switching `ref_input` on: the inputs and outputs it adds
-    come last in their layers, so the old tensors go into the leading slices and the rest stays zero,
-    and the new model starts out computing exactly what the old one did. Adding a key-frame
-    restorer to weights without one: it starts as the identity (its last layer is zero)."""
-    prev, arch = load_model(path), full_arch(arch)
-    grown = {"ref_input": arch["ref_input"]}
-    if not prev.arch["restore_width"]:
-        grown.update(restore_width=arch["restore_width"], restore_blocks=arch["restore_blocks"])
-    if {**prev.arch, **grown} != arch or prev.arch["ref_input"] > arch["ref_input"]:
-        sys.exit(f"--init {path}: architecture {prev.arch} differs from the config's {arch}")
-    state, own = load_file(str(path)), model.state_dict()
-    for k, v in state.items():
-        if k in own and own[k].shape != v.shape:
-            grown = torch.zeros_like(own[k])
-            grown[tuple(slice(0, n) for n in v.shape)] = v
-            state[k] = grown
-    model.load_state_dict(state, strict=False)  # the file leaves out the derived CDF tables
+    """Copies the weights of an earlier run into `model` (its architecture, or that grown: see
+    grow_into); returns that run's record."""
+    if full_arch(arch) != model.arch:
+        sys.exit(f"--init {path}: the model is not the config's {arch}")
+    try:
+        grow_into(model, path)
+    except ModelMismatch as exc:
+        sys.exit(f"--init {path}: {exc}")
     return {"weights": str(path), "model_id": model_id_of(path).hex(), "record": record_of(path)}
 
 

@@ -16,7 +16,7 @@ import torch
 
 from streamcodec.bitstream import PacketType, VersionMismatch
 from streamcodec.config import DecoderConfig
-from streamcodec.decoder.learned import (ASSET, LearnedModel, LearnedSynthesizer, ModelMismatch, full_arch,
+from streamcodec.decoder.learned import (ASSET, LearnedModel, LearnedSynthesizer, ModelMismatch, full_arch, grow_into,
                                          load_model, model_id_of, record_of, save_model)
 from streamcodec.entropy import EntropyError
 from streamcodec.texture.learned import join_payload, split_payload, unpack_strings
@@ -293,16 +293,24 @@ def _pack_script():
     return _script("pack_pairs")
 
 
-def test_switching_ref_input_on_starts_from_the_old_output(tmp_path, model):
+def _grown_with_inputs(tmp_path: Path, switch: str):
+    """The shipped weights less their displacement layer (the model to grow from), those grown by
+    --init with `switch` on, and seeded 64x64 generator inputs: a warp of mid-grey images (the
+    output's clamp to [-1, 1] never acts, so the residual can be read off), a sketch and a texture map."""
+    base = _shipped_less(tmp_path, "flow")
+    model = load_model(base)
+    arch = {**model.arch, switch: 1}
+    grown = LearnedModel(**arch)
+    _train_script()._init_from(grown, base, arch)
+    torch.manual_seed(1)
+    warp, sketch = torch.rand(2, 3, 64, 64) * 0.4 - 0.2, torch.rand(2, 3, 64, 64)
+    return model, grown, arch, (warp, sketch, torch.randn(2, model.arch["code_ch"], 16, 16))
+
+
+def test_switching_ref_input_on_starts_from_the_old_output(tmp_path):
     """--init into a ref_input model: the added inputs and the blend map start at zero, so the new
     model draws the old one's frames; once the blend map opens, the unwarped key frame shows through."""
-    arch = {**model.arch, "ref_input": 1}
-    grown = LearnedModel(**arch)
-    _train_script()._init_from(grown, ASSET, arch)
-    torch.manual_seed(1)
-    # mid-grey images, so that the output's clamp to [-1, 1] never acts and the residual can be read off
-    warp, sketch = torch.rand(2, 3, 64, 64) * 0.4 - 0.2, torch.rand(2, 3, 64, 64)
-    texmap = torch.randn(2, model.arch["code_ch"], 16, 16)
+    model, grown, arch, (warp, sketch, texmap) = _grown_with_inputs(tmp_path, "ref_input")
     ref = torch.cat([torch.rand(2, 3, 64, 64) * 0.4 - 0.2, torch.ones(2, 1, 64, 64)], 1)
     with torch.no_grad():
         assert torch.equal(grown.generator(warp, sketch, texmap, ref), model.generator(warp, sketch, texmap))
@@ -315,17 +323,40 @@ def test_switching_ref_input_on_starts_from_the_old_output(tmp_path, model):
         _train_script()._init_from(LearnedModel(**{**arch, "width": 8}), ASSET, {**arch, "width": 8})
 
 
-def test_ref_input_model_codes_and_decodes_a_stream(talking_frames, cfg, tmp_path, monkeypatch):
-    """Weights whose generator also sees the unwarped key frame: a stream coded with them (codes
-    refined through that generator) decodes, traced or eager alike."""
+def test_switching_flow_on_starts_from_the_old_output(tmp_path):
+    """--init into a flow model: the displacement starts at zero, so the new model draws the old
+    one's frames; a displacement moves the warp before the residual is added."""
+    from streamcodec.decoder.generator import resample
+
+    model, grown, _, (warp, sketch, texmap) = _grown_with_inputs(tmp_path, "flow")
+    with torch.no_grad():
+        assert torch.equal(grown.generator(warp, sketch, texmap), model.generator(warp, sketch, texmap))
+        grown.generator.flow.bias[:] = torch.tensor([3.0, -2.0])  # every pixel takes the one 3 right, 2 up
+        grown.generator.out.bias.zero_()  # no residual: the output is the moved warp
+        grown.generator.out.weight.zero_()
+        out = grown.generator(warp, sketch, texmap)
+    assert torch.allclose(out[..., 2:, :-3], warp[..., :-2, 3:], atol=1e-5)
+    assert torch.equal(resample(warp, torch.zeros(2, 2, 64, 64)), warp)
+    with pytest.raises(SystemExit):  # weights with flow do not go back into a model without
+        save_model(grown, tmp_path / "flow.safetensors")
+        _train_script()._init_from(LearnedModel(**model.arch), tmp_path / "flow.safetensors", model.arch)
+
+
+@pytest.mark.parametrize("switch", ["ref_input", "flow"])
+def test_grown_model_codes_and_decodes_a_stream(switch, talking_frames, cfg, tmp_path, monkeypatch):
+    """Weights whose generator also sees the unwarped key frame, or moves the warp: a stream coded
+    with them (codes refined through that generator) decodes, compiled or eager alike."""
     from streamcodec.decoder import learned as L
     from streamcodec.files import decode_file, encode_frames
 
     torch.manual_seed(2)
-    m = LearnedModel(**{**load_model(ASSET).arch, "ref_input": 1})
+    m = LearnedModel(**{**load_model(ASSET).arch, switch: 1})
     with torch.no_grad():
         for p in m.generator.out.parameters():
             p.normal_(0, 0.02)
+        if switch == "flow":
+            for p in m.generator.flow.parameters():
+                p.normal_(0, 0.3)
     path = tmp_path / "ref.safetensors"
     save_model(m, path, {"note": "test"})
     stream = tmp_path / "ref.scv"
@@ -482,26 +513,35 @@ def test_generator_speed_script_matches_the_cpu(tmp_path):
     assert all(r["fps_median"] > 0 and r["max_diff_lsb_vs_cpu"] == 0 for r in res["rows"])
 
 
-def _without_restorer(tmp_path: Path) -> Path:
-    """The shipped weights less their key-frame restorer, if they have one."""
-    shipped = load_model(ASSET)
-    m = LearnedModel(**{**shipped.arch, "restore_width": 0, "restore_blocks": 0})
+_PARTS = {"restorer": ({"restore_width": 0, "restore_blocks": 0}, "restorer."), "flow": ({"flow": 0}, "generator.flow.")}
+
+
+def _shipped_less(tmp_path: Path, *parts: str) -> Path:
+    """The shipped weights less parts they may have: their key-frame restorer, their displacement layer."""
     from streamcodec.decoder.learned import _derived
 
+    shipped = load_model(ASSET)
+    arch = {k: v for part in parts for k, v in _PARTS[part][0].items()}
+    prefixes = tuple(_PARTS[part][1] for part in parts)
+    m = LearnedModel(**{**shipped.arch, **arch})
     m.load_state_dict({k: v for k, v in shipped.state_dict().items()  # CDF tables: rebuilt on load
-                       if not k.startswith("restorer.") and not _derived(k)}, strict=False)
-    path = tmp_path / "no_restorer.safetensors"
+                       if not k.startswith(prefixes) and not _derived(k)}, strict=False)
+    path = tmp_path / f"no_{'_'.join(parts)}.safetensors"
     save_model(m, path, {"note": "test"})
     return path
+
+
+def _without_restorer(tmp_path: Path) -> Path:
+    return _shipped_less(tmp_path, "restorer")
 
 
 def _with_restorer(tmp_path: Path, seed: int = 3) -> Path:
     """The shipped weights with a small new key-frame restorer whose last layer is not zero (so it acts)."""
     base = _without_restorer(tmp_path)
     arch = {**load_model(base).arch, "restore_width": 8, "restore_blocks": 2}
+    torch.manual_seed(seed)  # the restorer's first layers are drawn here: the same whatever ran before
     m = LearnedModel(**arch)
     _train_script()._init_from(m, base, arch)
-    torch.manual_seed(seed)
     with torch.no_grad():
         for p in m.restorer.tail.parameters():
             p.normal_(0, 0.05)
@@ -563,7 +603,7 @@ def test_restorer_stage_trains_only_the_restorer(tmp_path):
                                                                                         "val_samples: 8")
     cfg = cfg.replace("restore_width: 48", "restore_width: 8").replace("val_identities: 16", "val_identities: 1")
     (tmp_path / "cfg.yaml").write_text(cfg)
-    base = _without_restorer(tmp_path)
+    base = _shipped_less(tmp_path, "restorer", "flow")  # the architecture the config describes: stage 2's
     subprocess.run([sys.executable, "scripts/train.py", "--config", str(tmp_path / "cfg.yaml"), "--data",
                     str(tmp_path / "keys"), "--out", str(tmp_path / "run"), "--steps", "2", "--init", str(base)],
                    check=True, env=env, cwd=ROOT, capture_output=True, timeout=300)
@@ -592,10 +632,12 @@ def test_pairs_cached_for_a_restorer_start_from_the_restored_key(tmp_path, talki
     assert np.array_equal(frames[key.frame].image, restored) and not np.array_equal(restored, plain[key.frame].image)
     later = [i for i in warps if i != key.frame and plain[i].landmarks is not None]
     assert len(later) >= 5
+    # the same motion from another key image: the warps differ about as much as the two key images do
+    key_diff = np.abs(restored.astype(int) - plain[key.frame].image).mean()
     for i in later:
         assert np.array_equal(frames[i].landmarks, plain[i].landmarks)
         diff = np.abs(warps[i].astype(int) - plain[i].image)
-        assert 0 < diff.mean() < 8  # the same motion, from another key image
+        assert 0.5 * key_diff < diff.mean() < 1.5 * key_diff, (diff.mean(), key_diff)
 
 
 def test_averaged_weights_lie_between_their_parents(tmp_path):
@@ -626,6 +668,14 @@ def test_averaged_weights_lie_between_their_parents(tmp_path):
     assert r.returncode == 0, r.stderr
     rec = record_of(tmp_path / "s.st")
     assert rec["note"] == "parent 2" and rec["averaged_with"]["model_id"] == model_id_of(paths[0]).hex()
+    # a fine-tune that switched flow on: its parent counts with the zeros the new layer started from
+    grown = LearnedModel(width=8, blocks=1, enc_width=8, flow=1)
+    grow_into(grown, paths[1])
+    torch.nn.init.normal_(grown.generator.flow.weight, std=0.01)
+    save_model(grown, tmp_path / "flow.safetensors")
+    mixed = avg.average(paths[0], tmp_path / "flow.safetensors", 0.25)
+    assert torch.allclose(mixed.generator.flow.weight, 0.25 * grown.generator.flow.weight)
+    assert torch.allclose(mixed.generator.out.weight, 0.75 * a["generator.out.weight"] + 0.25 * b["generator.out.weight"])
     save_model(LearnedModel(width=16, blocks=1, enc_width=8), tmp_path / "other.safetensors")
     with pytest.raises(SystemExit, match="different architectures"):
         avg.average(paths[0], tmp_path / "other.safetensors", 0.5)

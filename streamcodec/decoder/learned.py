@@ -32,9 +32,9 @@ from .generator import Generator, reference_input, region_stack, render_sketch, 
 from .warp import WarpSynthesizer, blend
 
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "learned_decoder.safetensors"
-_ARCH = ("code_ch", "width", "blocks", "groups", "enc_width", "ref_input", "restore_width", "restore_blocks")
+_ARCH = ("code_ch", "width", "blocks", "groups", "enc_width", "ref_input", "restore_width", "restore_blocks", "flow")
 # Architecture keys added after weights were first shipped, with the value those weights imply.
-_ARCH_DEFAULTS = {"ref_input": 0, "restore_width": 0, "restore_blocks": 0}
+_ARCH_DEFAULTS = {"ref_input": 0, "restore_width": 0, "restore_blocks": 0, "flow": 0}
 
 
 def weights_path(weights: str | Path = "") -> Path:
@@ -53,14 +53,17 @@ class ModelMismatch(StreamcodecError):
 
 class LearnedModel(nn.Module):
     def __init__(self, code_ch: int = 16, width: int = 16, blocks: int = 2, groups: int = 4,
-                 enc_width: int = 32, ref_input: int = 0, restore_width: int = 0, restore_blocks: int = 0) -> None:
-        """`restore_width` > 0 adds the key-frame restorer (streamcodec/keyframe/restore.py)."""
+                 enc_width: int = 32, ref_input: int = 0, restore_width: int = 0, restore_blocks: int = 0,
+                 flow: int = 0) -> None:
+        """`restore_width` > 0 adds the key-frame restorer (streamcodec/keyframe/restore.py); `flow`
+        the generator's learned correction of the warp's geometry (generator.py)."""
         super().__init__()
         self.arch = {"code_ch": code_ch, "width": width, "blocks": blocks, "groups": groups, "enc_width": enc_width,
-                     "ref_input": int(ref_input), "restore_width": restore_width, "restore_blocks": restore_blocks}
+                     "ref_input": int(ref_input), "restore_width": restore_width, "restore_blocks": restore_blocks,
+                     "flow": int(flow)}
         self.encoder = TextureEncoder(code_ch, enc_width)
         self.entropy = CodeEntropyModel(code_ch, len(REGIONS), groups)
-        self.generator = Generator(code_ch, width, blocks, bool(ref_input))
+        self.generator = Generator(code_ch, width, blocks, bool(ref_input), bool(flow))
         self.restorer = KeyRestorer(restore_width, restore_blocks) if restore_width else None
         self.lambda_rate = 1e-5  # replaced by the trained value on load
 
@@ -136,6 +139,33 @@ def load_model(path: Path = ASSET, device: str = "cpu") -> LearnedModel:
     # The rate weight it was trained with: encoder-side refinement optimises the same objective.
     model.lambda_rate = float(json.loads(meta.get("record", "{}")).get("config", {}).get("lambda_rate", 1e-5))
     return model.to(device).eval().requires_grad_(False)
+
+
+# Architecture switches a fine-tune may turn on over earlier weights: what they add starts at zero.
+GROWABLE = ("ref_input", "flow")
+
+
+def grow_into(model: LearnedModel, path: Path) -> None:
+    """Copies the weights of `path` into `model`, whose architecture is theirs or theirs grown.
+
+    Growing means switching on `ref_input` or `flow`, or adding a key-frame restorer to weights
+    without one. The inputs and outputs `ref_input` adds come last in their layers, so the old
+    tensors go into the leading slices and the rest stays zero; `flow`'s displacement layer and a new
+    restorer's last layer start at zero. Either way the grown model starts out computing exactly
+    what the old one did. Any other difference raises ModelMismatch."""
+    prev = load_model(path)
+    grown = {k: model.arch[k] for k in GROWABLE}
+    if not prev.arch["restore_width"]:
+        grown.update(restore_width=model.arch["restore_width"], restore_blocks=model.arch["restore_blocks"])
+    if {**prev.arch, **grown} != model.arch or any(prev.arch[k] > model.arch[k] for k in GROWABLE):
+        raise ModelMismatch(f"{Path(path).name}: architecture {prev.arch} cannot grow into {model.arch}")
+    state, own = load_file(str(path)), model.state_dict()
+    for k, v in state.items():
+        if k in own and own[k].shape != v.shape:
+            padded = torch.zeros_like(own[k])
+            padded[tuple(slice(0, n) for n in v.shape)] = v
+            state[k] = padded
+    model.load_state_dict(state, strict=False)  # the file leaves out the derived CDF tables
 
 
 def record_of(path: Path) -> dict:
