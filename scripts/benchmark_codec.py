@@ -27,7 +27,7 @@ from tqdm import tqdm
 from streamcodec.bitstream import PacketType
 from streamcodec.config import load_config
 from streamcodec.files import decode_file, encode_frames, read_scv
-from streamcodec.eval.clips import list_clips, prepared
+from streamcodec.eval.clips import DEFAULT_BENCH, list_clips, prepared
 from streamcodec.eval.speed import time_streamcodec
 from streamcodec.metrics import LPIPS, face_crop, face_box, psnr
 from streamcodec.structure.landmarks import MediaPipeMesh
@@ -234,7 +234,7 @@ def write_report(results: list[dict], speed: dict, args, cfg, seconds: float, im
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--folder", type=Path, default=ROOT.parent / "shared" / "data" / "faces" / "bench")
+    ap.add_argument("--folder", type=Path, default=DEFAULT_BENCH)
     ap.add_argument("--max-frames", type=int, default=250)
     ap.add_argument("--clips", type=int, default=0, help="only the first N clips (0: all)")
     ap.add_argument("--speed-runs", type=int, default=3)

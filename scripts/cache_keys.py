@@ -21,10 +21,9 @@ from tqdm import tqdm
 
 from streamcodec import StreamcodecError
 from streamcodec.config import load_config
-from streamcodec.eval.clips import cache_dir, list_clips, prepared
+from streamcodec.eval.clips import DEFAULT_TRAIN, cache_dir, list_clips, prepared
 from streamcodec.keyframe import get_codec
 
-DEFAULT_TRAIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces" / "train"
 
 
 def cache_clip(clip: Path, size: int, max_frames: int, per_clip: int, qualities: tuple[int, int],

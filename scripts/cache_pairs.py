@@ -23,13 +23,12 @@ from tqdm import tqdm
 
 from streamcodec.bitstream import PacketType
 from streamcodec.config import DecoderConfig, load_config
-from streamcodec.eval.clips import cache_dir, list_clips, prepared
+from streamcodec.eval.clips import DEFAULT_TRAIN, cache_dir, list_clips, prepared
 from streamcodec.files import decode_file, encode_frames, read_scv
 from streamcodec.keyframe import get_codec
 from streamcodec.session import SessionDecoder
 from streamcodec.texture import PersonSegmenter
 
-DEFAULT_TRAIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces" / "train"
 
 
 def _decode_keeping_warps(scv: Path, weights: Path):

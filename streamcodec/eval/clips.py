@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,10 @@ from ..io import PrepareConfig, prepare_frames, read_frames, write_video
 from ..metrics.weights import cache_dir
 
 VIDEO_EXT = {".mp4", ".mov", ".mpg", ".avi", ".mkv", ".webm"}
-DEFAULT_BENCH = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "faces" / "bench"
+# The footage lives beside the checkout (../shared), or wherever STREAMCODEC_SHARED says, as for the tests.
+SHARED = Path(os.environ.get("STREAMCODEC_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
+DEFAULT_BENCH = SHARED / "data" / "faces" / "bench"
+DEFAULT_TRAIN = SHARED / "data" / "faces" / "train"
 DEFAULT_CATALOGUE = DEFAULT_BENCH.parent / "catalogue.tsv"
 
 
