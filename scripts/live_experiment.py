@@ -37,7 +37,7 @@ import yaml  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from streamcodec.config import load_config  # noqa: E402
-from streamcodec.eval.clips import prepared  # noqa: E402
+from streamcodec.eval.clips import DEFAULT_BENCH, prepared  # noqa: E402
 from streamcodec.files import decode_file, encode_frames  # noqa: E402
 from streamcodec.keyframe import encode_to_budget  # noqa: E402
 from streamcodec.metrics import LPIPS, face_box, face_crop, psnr  # noqa: E402
@@ -47,7 +47,6 @@ from streamcodec.transport import (CONTROL, STRUCTURE, CallReceiver, CallSender,
                                    open_channels, send_frames, wait_open)
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("STREAMCODEC_SHARED", ROOT.parent / "shared"))
 FACE_SIZE = 128
 
 
@@ -294,7 +293,7 @@ def main() -> int:
     torch.set_num_threads(1)
     exp = yaml.safe_load(Path(args.config).read_text())
     cfg = load_config()
-    clip = SHARED / "data" / "faces" / "bench" / exp["clip"]
+    clip = DEFAULT_BENCH / exp["clip"]
     n = args.max_frames or int(exp.get("max_frames", 250))
     every = int(exp.get("metric_every", 5))
     load_start = os.getloadavg()[0]

